@@ -1,0 +1,106 @@
+//! The composition root: `App::build` opens the stores named by the
+//! configuration, binds the listener (so the port is known before anything
+//! runs, even when it is 0), and `App::run` serves until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_workers::audit::run_sealer;
+use relay_workers::catalog::SqlCatalog;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::{OpenError, open_blobs, open_catalog};
+use crate::config::Config;
+use crate::http::metrics::Metrics;
+use crate::http::{AppState, router};
+
+/// How often new audit events are sealed onto the hash chain.
+const SEAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starting the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(
+        "cannot listen on {addr}: {source} (is another server using it? choose another with --listen)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built, bound, not yet running Relay server.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    catalog: Arc<SqlCatalog>,
+    state: AppState,
+    request_timeout: Duration,
+}
+
+impl App {
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let catalog = open_catalog(config).await?;
+        let blobs = open_blobs(config)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        tracing::info!(
+            database = catalog.backend(),
+            blobs = %blobs.describe(),
+            "stores open"
+        );
+        let state = AppState {
+            catalog: catalog.clone(),
+            blobs,
+            metrics: Arc::new(Metrics::new()),
+        };
+        Ok(Self {
+            listener,
+            catalog,
+            state,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes requests in flight,
+    /// seals the remaining audit events and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let stop = CancellationToken::new();
+        let sealer = tokio::spawn(run_sealer(
+            self.catalog.clone(),
+            SEAL_INTERVAL,
+            stop.clone(),
+        ));
+        let service = router(self.state, self.request_timeout)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        stop.cancel();
+        if let Err(error) = sealer.await {
+            tracing::error!(%error, "audit sealer stopped abnormally");
+        }
+        self.catalog.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}

@@ -1,0 +1,63 @@
+//! The composition root's one decision: which catalog and blob store the
+//! configuration names. Everything else sees `Arc<dyn Catalog>` and
+//! `Arc<dyn BlobStore>`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use relay_workers::blob::{BlobError, BlobStore, FsBlobStore};
+use relay_workers::catalog::{CatalogError, PoolSettings, SqlCatalog};
+
+use crate::config::Config;
+
+/// Opening a store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the catalog database: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("cannot open the blob store: {0}")]
+    Blobs(#[from] BlobError),
+}
+
+/// Opens the catalog named by `config.database`, applying migrations. For
+/// SQLite, the database's directory is created when missing.
+pub async fn open_catalog(config: &Config) -> Result<Arc<SqlCatalog>, OpenError> {
+    if let Some(path) = config.database.strip_prefix("sqlite://") {
+        let file = Path::new(path.split('?').next().unwrap_or(path));
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_dir(dir)?;
+        }
+    }
+    let settings = PoolSettings {
+        max_connections: config.max_connections,
+        ..PoolSettings::default()
+    };
+    Ok(Arc::new(
+        SqlCatalog::connect(&config.database, &settings).await?,
+    ))
+}
+
+/// Opens the blob store named by `config.blobs`: `file://DIR` or a path.
+pub fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, OpenError> {
+    let blobs = config.blobs.as_str();
+    let path = match blobs.split_once("://") {
+        Some(("file", path)) => path,
+        Some(_) => return Err(BlobError::UnsupportedUrl(blobs.to_owned()).into()),
+        None => blobs,
+    };
+    create_dir(Path::new(path))?;
+    Ok(Arc::new(FsBlobStore::open(path)?))
+}
+
+fn create_dir(path: &Path) -> Result<(), OpenError> {
+    std::fs::create_dir_all(path).map_err(|source| OpenError::DataDir {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,223 @@
+//! `relay admin office|user|token`
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use clap::builder::PossibleValuesParser;
+use relay_workers::audit::AuditContext;
+use relay_workers::catalog::Catalog;
+use relay_workers::model::{Name, NewUser, OfficeId, Role, Specialty, Timestamp, TokenId, UserId};
+use relay_workers::token::{IssuedToken, PresentedToken};
+
+use crate::cli::output::json_lines;
+
+#[derive(Debug, Subcommand)]
+pub enum OfficeCommand {
+    /// Create an office; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List offices as JSON lines.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = PossibleValuesParser::new(["office", "specialist", "admin"]))]
+        role: String,
+        /// The office an office user works for (role office only).
+        #[arg(long, value_name = "OFFICE_ID")]
+        office: Option<String>,
+        /// The specialist's field (role specialist only).
+        #[arg(long, value_parser = PossibleValuesParser::new(["dermatology", "radiology"]))]
+        specialty: Option<String>,
+    },
+    /// List users as JSON lines.
+    List {
+        #[arg(long, value_name = "OFFICE_ID")]
+        office: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a bearer token for a user; prints the token, which is shown only once.
+    Create {
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
+        /// Lifetime, e.g. 90d, 12h; `never` for no expiry.
+        #[arg(long, default_value = "90d", value_name = "DURATION")]
+        expires_in: String,
+    },
+    /// Revoke a token, by its id or by the token itself.
+    Revoke {
+        #[arg(value_name = "TOKEN_ID|TOKEN")]
+        token: String,
+    },
+    /// List tokens (never their secrets) as JSON lines.
+    List {
+        #[arg(long, value_name = "USER_ID")]
+        user: Option<String>,
+    },
+}
+
+pub async fn office(catalog: &dyn Catalog, command: OfficeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OfficeCommand::Create { name } => {
+            let name = Name::try_from(name).context("invalid --name")?;
+            let office = catalog
+                .create_office(&AuditContext::operator(), name)
+                .await?;
+            eprintln!("created office {} ({})", office.id, office.name);
+            println!("{}", office.id);
+        }
+        OfficeCommand::List => {
+            json_lines(catalog.list_offices().await?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn user(catalog: &dyn Catalog, command: UserCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        UserCommand::Create {
+            name,
+            role,
+            office,
+            specialty,
+        } => {
+            let name = Name::try_from(name).context("invalid --name")?;
+            let new = match (Role::parse(&role)?, office, specialty) {
+                (Role::Office, Some(office), None) => NewUser::Office {
+                    name,
+                    office: parse_id::<OfficeId>(&office, "--office")?,
+                },
+                (Role::Office, None, _) => bail!("an office user needs --office OFFICE_ID"),
+                (Role::Specialist, None, Some(s)) => NewUser::Specialist {
+                    name,
+                    specialty: Specialty::parse(&s)?,
+                },
+                (Role::Specialist, _, None) => {
+                    bail!("a specialist needs --specialty dermatology|radiology")
+                }
+                (Role::Admin, None, None) => NewUser::Admin { name },
+                (role, _, _) => bail!(
+                    "--office is only for role office and --specialty only for role specialist (got role {})",
+                    role.as_str()
+                ),
+            };
+            let user = catalog
+                .create_user(&AuditContext::operator(), new)
+                .await
+                .map_err(|e| match e.is_not_found() {
+                    true => {
+                        anyhow::anyhow!("no such office; list them with 'relay admin office list'")
+                    }
+                    false => e.into(),
+                })?;
+            eprintln!("created {} user {}", user.role.as_str(), user.id);
+            println!("{}", user.id);
+        }
+        UserCommand::List { office } => {
+            let office = office
+                .map(|o| parse_id::<OfficeId>(&o, "--office"))
+                .transpose()?;
+            json_lines(catalog.list_users(office).await?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token(catalog: &dyn Catalog, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Create { user, expires_in } => {
+            let user = parse_id::<UserId>(&user, "--user")?;
+            let lifetime = parse_lifetime(&expires_in)?;
+            let expires_at = lifetime.map(|d| Timestamp::now().plus(d));
+            let issued =
+                IssuedToken::generate().context("the system random number generator failed")?;
+            let info = catalog
+                .create_token(&AuditContext::operator(), user, &issued, expires_at)
+                .await
+                .map_err(|e| match e.is_not_found() {
+                    true => anyhow::anyhow!("no such user; list them with 'relay admin user list'"),
+                    false => e.into(),
+                })?;
+            match info.expires_at {
+                Some(at) => eprintln!(
+                    "token {} expires {}; it is shown only once:",
+                    info.id,
+                    at.to_rfc3339()
+                ),
+                None => eprintln!("token {} never expires; it is shown only once:", info.id),
+            }
+            println!("{issued}");
+        }
+        TokenCommand::Revoke { token } => {
+            let id = token
+                .parse::<TokenId>()
+                .ok()
+                .or_else(|| PresentedToken::parse(&token).map(|t| t.id()))
+                .context("not a token id or token")?;
+            let info = catalog
+                .revoke_token(&AuditContext::operator(), id)
+                .await
+                .map_err(|e| match e.is_not_found() {
+                    true => {
+                        anyhow::anyhow!("no such token; list them with 'relay admin token list'")
+                    }
+                    false => e.into(),
+                })?;
+            eprintln!("revoked token {}", info.id);
+            println!("{}", info.id);
+        }
+        TokenCommand::List { user } => {
+            let user = user.map(|u| parse_id::<UserId>(&u, "--user")).transpose()?;
+            json_lines(catalog.list_tokens(user).await?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_id<T: std::str::FromStr<Err = relay_workers::model::InvalidValue>>(
+    text: &str,
+    flag: &str,
+) -> anyhow::Result<T> {
+    text.parse().with_context(|| format!("invalid {flag}"))
+}
+
+/// `90d`, `12h`, `never`.
+fn parse_lifetime(text: &str) -> anyhow::Result<Option<Duration>> {
+    if text == "never" {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(text)
+        .with_context(|| format!("invalid --expires-in {text:?}: use e.g. 90d, 12h or never"))?;
+    if d.is_zero() {
+        bail!("--expires-in must be longer than zero");
+    }
+    Ok(Some(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_parse() {
+        assert_eq!(
+            parse_lifetime("90d").expect("ok"),
+            Some(Duration::from_secs(90 * 86400))
+        );
+        assert_eq!(parse_lifetime("never").expect("ok"), None);
+        assert!(parse_lifetime("0s").is_err());
+        assert!(parse_lifetime("soon").is_err());
+    }
+}

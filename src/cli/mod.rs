@@ -1,0 +1,141 @@
+//! The `relay` command line: one binary for every role. `serve` runs the
+//! server; `admin` manages accounts and the audit trail; `config show`
+//! prints what the layered configuration resolves to.
+
+mod admin;
+mod output;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+/// Relay: store-and-forward imaging for asynchronous teleconsultation.
+///
+/// Settings come from defaults, then the --config file, then RELAY_*
+/// environment variables, then flags (each overriding the one before).
+#[derive(Debug, Parser)]
+#[command(name = "relay", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where Relay keeps its data. Every command takes these, so `relay admin`
+/// and `relay serve` point at the same stores.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file (keys: listen, data_dir, database, database_file, blobs, request_timeout, max_connections).
+    #[arg(long, global = true, env = "RELAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded defaults: relay.db and blobs/ [default: ./relay-data]
+    #[arg(long, global = true, env = "RELAY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Catalog database URL [default: sqlite://<data-dir>/relay.db]
+    #[arg(
+        long,
+        global = true,
+        env = "RELAY_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+    /// File holding the database URL, to keep a password out of the environment.
+    #[arg(long, global = true, env = "RELAY_DATABASE_FILE", value_name = "FILE")]
+    pub database_file: Option<PathBuf>,
+    /// Blob store: a directory or file://DIR [default: <data-dir>/blobs]
+    #[arg(long, global = true, env = "RELAY_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
+    /// Largest number of database connections this process opens [default: 8]
+    #[arg(long, global = true, env = "RELAY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (and its background work).
+    Serve(ServeArgs),
+    /// Manage offices, users, tokens and the audit trail.
+    Admin(admin::AdminArgs),
+    /// Inspect the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Settings only the server uses.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "RELAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Longest time a JSON API request may take, e.g. 30s [default: 30s]
+    #[arg(long, env = "RELAY_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the resolved configuration as TOML (secrets redacted).
+    Show(ServeArgs),
+}
+
+impl Cli {
+    /// The log level when RUST_LOG says nothing: the server narrates, the
+    /// tools stay quiet so their stderr is only what they mean to say.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve(serve) => {
+                let config = Config::load(&overrides(&self.store, &serve))?;
+                serve::run(config).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Admin(admin) => {
+                let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
+                admin::run(&config, admin).await
+            }
+            Command::Config(ConfigCommand::Show(serve)) => {
+                let config = Config::load(&overrides(&self.store, &serve))?;
+                print!("{}", config.to_toml());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
+    Overrides {
+        config: store.config.clone(),
+        listen: serve.listen,
+        data_dir: store.data_dir.clone(),
+        database: store.database.clone(),
+        database_file: store.database_file.clone(),
+        blobs: store.blobs.clone(),
+        request_timeout: serve.request_timeout,
+        max_connections: store.max_connections,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

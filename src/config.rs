@@ -1,0 +1,250 @@
+//! Configuration, in layers: defaults, then a TOML file, then `RELAY_*`
+//! environment variables, then flags. clap merges the last two (a flag wins
+//! over its variable); [`Config::resolve`] lays the result over the file.
+//!
+//! With nothing configured Relay runs on its embedded default: SQLite at
+//! `./relay-data/relay.db` and blobs in `./relay-data/blobs`, listening on
+//! `127.0.0.1:8080`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use relay_workers::catalog::redact_url;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "relay-data";
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// The settings every command resolves before it touches a store.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// A database URL; may carry a password, so `Debug` redacts it.
+    pub database: String,
+    /// Where blobs live: `file://DIR` or a plain directory path.
+    pub blobs: String,
+    pub request_timeout: Duration,
+    pub max_connections: u32,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &redact_url(&self.database))
+            .field("blobs", &self.blobs)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// The keys a configuration file may set. Unknown keys are an error, so a
+/// misspelt setting is noticed instead of silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    /// A file holding the database URL (keeps a password out of the config).
+    pub database_file: Option<PathBuf>,
+    pub blobs: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub request_timeout: Option<Duration>,
+    pub max_connections: Option<u32>,
+}
+
+/// What flags and environment variables set (already merged by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    pub database_file: Option<PathBuf>,
+    pub blobs: Option<String>,
+    pub request_timeout: Option<Duration>,
+    pub max_connections: Option<u32>,
+}
+
+/// The configuration cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot read database url from {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Loads the file named in `overrides` (if any) and lays the overrides on it.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::resolve(file, overrides.clone())
+    }
+
+    /// Lays the layers on each other: override, else file, else default.
+    pub fn resolve(file: FileConfig, over: Overrides) -> Result<Self, ConfigError> {
+        let data_dir = over
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        // A URL given directly beats one read from a file, layer by layer.
+        let database = match (
+            over.database,
+            over.database_file,
+            file.database,
+            file.database_file,
+        ) {
+            (Some(url), _, _, _) => url,
+            (None, Some(path), _, _) => read_secret(&path)?,
+            (None, None, Some(url), _) => url,
+            (None, None, None, Some(path)) => read_secret(&path)?,
+            (None, None, None, None) => default_database(&data_dir),
+        };
+        let blobs = over
+            .blobs
+            .or(file.blobs)
+            .unwrap_or_else(|| data_dir.join("blobs").display().to_string());
+        let listen = over.listen.or(file.listen).unwrap_or_else(default_listen);
+        Ok(Config {
+            listen,
+            data_dir,
+            database,
+            blobs,
+            request_timeout: over
+                .request_timeout
+                .or(file.request_timeout)
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            max_connections: over
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        })
+    }
+
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\n",
+            self.listen,
+            self.data_dir.display(),
+            redact_url(&self.database),
+            self.blobs,
+            humantime::format_duration(self.request_timeout),
+            self.max_connections,
+        )
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_database(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("relay.db").display())
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|source| ConfigError::SecretFile {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// `request_timeout = "30s"` in the file.
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_configured_is_the_embedded_default() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).expect("resolves");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("relay-data"));
+        assert_eq!(c.database, "sqlite://relay-data/relay.db");
+        assert_eq!(c.blobs, "relay-data/blobs");
+    }
+
+    #[test]
+    fn overrides_beat_the_file_which_beats_defaults() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/relay\"\nrequest_timeout = \"10s\"",
+        )
+        .expect("parses");
+        let over = Overrides {
+            listen: Some("127.0.0.1:9001".parse().expect("addr")),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(file, over).expect("resolves");
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/relay"));
+        assert_eq!(c.database, "sqlite:///srv/relay/relay.db");
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn database_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("db-url");
+        std::fs::write(&secret, "postgres://relay:pw@db/relay\n").expect("write");
+        let over = Overrides {
+            database_file: Some(secret),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(FileConfig::default(), over).expect("resolves");
+        assert_eq!(c.database, "postgres://relay:pw@db/relay");
+        assert!(!format!("{c:?}").contains("pw"));
+        assert!(!c.to_toml().contains("pw"));
+    }
+}

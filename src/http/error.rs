@@ -1,0 +1,159 @@
+//! The one place where errors become HTTP answers.
+//!
+//! Every failure a handler can meet converts into [`ApiError`], and only its
+//! `IntoResponse` picks a status and a stable snake_case `error` code. The
+//! body is always `{"error": code, "message": text}` (plus `field` when one
+//! input field is to blame). Server faults are logged here, once, with the
+//! request's span; the client sees the code and the request id, never the
+//! cause.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use relay_workers::auth::AuthError;
+use relay_workers::blob::BlobError;
+use relay_workers::catalog::CatalogError;
+use serde::Serialize;
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable, snake_case.
+    pub error: &'static str,
+    /// For people: what went wrong and what to do next.
+    pub message: String,
+    /// The input field at fault, as a dotted path (`patient.birth_date`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{message}")]
+    InvalidField {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("{0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("the request took too long")]
+    Timeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status and stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => (S::NOT_FOUND, "not_found"),
+            ApiError::InvalidJson(_) => (S::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidField { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
+            ApiError::InvalidQuery(_) => (S::BAD_REQUEST, "invalid_query"),
+            ApiError::UnsupportedMediaType(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout => (S::REQUEST_TIMEOUT, "timeout"),
+            ApiError::Catalog(e) => match e {
+                CatalogError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
+                CatalogError::InvalidTransition(_) | CatalogError::Conflict(_) => {
+                    (S::CONFLICT, "invalid_state")
+                }
+                CatalogError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                CatalogError::Corrupt { .. }
+                | CatalogError::Database(_)
+                | CatalogError::Migrate(_)
+                | CatalogError::UnsupportedUrl(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Blob(BlobError::NotWritable { .. }) => {
+                (S::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            ApiError::Blob(BlobError::UnsupportedUrl(_)) | ApiError::Internal(_) => {
+                (S::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+
+    /// What the client is told. Server-side causes stay in the log.
+    fn public_message(&self, status: StatusCode) -> String {
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "a storage backend is unavailable; retry later".to_owned()
+            }
+            s if s.is_server_error() => {
+                "internal error; report the x-request-id header to the operator".to_owned()
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, source = ?std::error::Error::source(&self), code, "request failed");
+        }
+        let field = match &self {
+            ApiError::InvalidField { field, .. } => field.clone(),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: code,
+            message: self.public_message(status),
+            field,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_misses_and_missing_rows_look_the_same() {
+        let (status, code) =
+            ApiError::from(CatalogError::NotFound { what: "case" }).status_and_code();
+        assert_eq!((status, code), (StatusCode::NOT_FOUND, "not_found"));
+    }
+
+    #[test]
+    fn server_faults_do_not_leak_their_cause() {
+        let err = ApiError::Internal("disk /secret/path exploded".into());
+        let (status, _) = err.status_and_code();
+        assert!(!err.public_message(status).contains("/secret"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Extractors that turn a request into checked values, each rejecting with
+//! an [`ApiError`] so every refusal has the same JSON shape.
+//!
+//! Architecture Invariant: a handler that touches patient data takes a
+//! [`Caller`], the only way to get a `CaseScope` and an `AuditContext`.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use relay_workers::audit::{Actor, AuditContext};
+use relay_workers::auth::{AuthError, authenticate};
+use relay_workers::model::{CaseId, CaseScope, OfficeId, Principal, Timestamp};
+use relay_workers::token::PresentedToken;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The authenticated caller of a request, with the context its audit events
+/// carry (remote address, request id).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub audit: AuditContext,
+}
+
+impl Caller {
+    pub fn scope(&self) -> CaseScope {
+        self.principal.case_scope()
+    }
+
+    /// The caller's office, for routes only office staff may use.
+    pub fn office(&self) -> Result<OfficeId, ApiError> {
+        match self.principal {
+            Principal::Office { office, .. } => Ok(office),
+            _ => Err(ApiError::Forbidden("only office users can do this")),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Admin { .. } => Ok(()),
+            _ => Err(ApiError::Forbidden("only administrators can do this")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)?
+            .to_str()
+            .map_err(|_| AuthError::Invalid)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Missing)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Missing.into());
+        }
+        let presented = PresentedToken::parse(token.trim()).ok_or(AuthError::Invalid)?;
+        let stored = state.catalog.token_credentials(presented.id()).await?;
+        let principal = authenticate(&presented, stored, Timestamp::now())?;
+        tracing::Span::current().record("user.id", tracing::field::display(principal.user_id()));
+        let remote_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Caller {
+            audit: AuditContext {
+                actor: Actor::User(principal.clone()),
+                remote_addr,
+                request_id,
+            },
+            principal,
+        })
+    }
+}
+
+/// A case id from the path. A malformed id answers 404 like an unknown one.
+#[derive(Debug, Clone, Copy)]
+pub struct CasePath(pub CaseId);
+
+impl<S: Send + Sync> FromRequestParts<S> for CasePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_: PathRejection| ApiError::NotFound { what: "case" })?;
+        raw.parse()
+            .map(CasePath)
+            .map_err(|_| ApiError::NotFound { what: "case" })
+    }
+}
+
+/// Query parameters, refused with `400 invalid_query`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiError::InvalidQuery(e.body_text()))
+    }
+}
+
+/// A JSON body. Malformed JSON is `400 invalid_json`; a well-formed body
+/// with a wrong, missing, unknown or invalid field is `422 invalid_field`
+/// naming the field by its path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with 'Content-Type: application/json'".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| match e {
+                BytesRejection::FailedToBufferBody(inner) if is_length_limit(&inner) => {
+                    ApiError::PayloadTooLarge {
+                        limit: super::JSON_BODY_LIMIT,
+                    }
+                }
+                other => ApiError::InvalidJson(other.body_text()),
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn is_length_limit(error: &axum::extract::rejection::FailedToBufferBody) -> bool {
+    matches!(
+        error,
+        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)
+    )
+}
+
+/// Deserializes `bytes`, classifying the failure and naming the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = without_position(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidField {
+                field: (path != ".").then_some(path),
+                message,
+            },
+            _ => ApiError::InvalidJson(format!("malformed JSON: {message}")),
+        }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::InvalidJson(format!(
+            "malformed JSON: {}",
+            without_position(&e.to_string())
+        ))
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 7"; the field path says more.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_workers::model::NewCase;
+
+    fn err(json: &str) -> ApiError {
+        parse_json::<NewCase>(json.as_bytes()).expect_err("refused")
+    }
+
+    const PATIENT: &str =
+        r#""patient": {"name": "J", "birth_date": "1970-01-02", "sex": "female", "mrn": "A1"}"#;
+
+    #[test]
+    fn syntax_errors_are_invalid_json() {
+        assert!(matches!(err("{\"patient\": "), ApiError::InvalidJson(_)));
+        assert!(matches!(err("not json"), ApiError::InvalidJson(_)));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let e = err(&format!(
+            r#"{{"patient": {{"name": "J", "birth_date": "2999-01-01", "sex": "female", "mrn": "A1"}}, "specialty": "dermatology", "question": "Q"}}"#
+        ));
+        match e {
+            ApiError::InvalidField { field, message } => {
+                assert_eq!(field.as_deref(), Some("patient.birth_date"));
+                assert!(message.contains("future"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_invalid_fields() {
+        let e = err(&format!(
+            r#"{{{PATIENT}, "specialty": "dermatology", "question": "Q", "x": 1}}"#
+        ));
+        assert!(
+            matches!(e, ApiError::InvalidField { ref message, .. } if message.contains("unknown field `x`"))
+        );
+        let e = err(&format!(r#"{{{PATIENT}, "specialty": "dermatology"}}"#));
+        assert!(
+            matches!(e, ApiError::InvalidField { ref message, .. } if message.contains("question"))
+        );
+        let e = err(&format!(
+            r#"{{{PATIENT}, "specialty": "cardiology", "question": "Q"}}"#
+        ));
+        assert!(matches!(e, ApiError::InvalidField { field: Some(ref f), .. } if f == "specialty"));
+    }
+
+    #[test]
+    fn trailing_garbage_is_invalid_json() {
+        let body =
+            format!(r#"{{{PATIENT}, "specialty": "dermatology", "question": "Q"}} trailing"#);
+        assert!(matches!(err(&body), ApiError::InvalidJson(_)));
+    }
+}

@@ -1,0 +1,179 @@
+//! The HTTP front door: routes, middleware and the OpenAPI document.
+//!
+//! Every `/api/v1` route is registered through utoipa's router, so a route
+//! cannot exist without its entry in `/api/v1/openapi.json`.
+
+mod audit;
+mod cases;
+pub mod error;
+mod extract;
+mod health;
+mod me;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, Uri, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use relay_workers::blob::BlobStore;
+use relay_workers::catalog::Catalog;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::error::ApiError;
+use self::metrics::Metrics;
+
+/// The largest JSON body the API accepts.
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach. Cheap to clone: all shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<dyn Catalog>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("blobs", &self.blobs.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Relay",
+        description = "Store-and-forward imaging for asynchronous teleconsultation. \
+            Every error answers `{\"error\": code, \"message\": text}`.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "cases", description = "Consult cases, scoped to the caller's office or specialty"),
+        (name = "audit", description = "The tamper-evident audit trail (administrators)"),
+        (name = "accounts", description = "The signed-in account"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes and their OpenAPI document, before middleware.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(cases::create_case, cases::list_cases))
+        .routes(routes!(cases::get_case, cases::update_case))
+        .routes(routes!(cases::cancel_case))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(me::me))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The complete HTTP service.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (router, api) = routes().split_for_parts();
+    let api_json: Arc<str> = api.to_pretty_json().unwrap_or_default().into();
+    let middleware = ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".to_owned()).into_response()
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(request_timeout, deadline))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    api_json.to_string(),
+                )
+            }),
+        )
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware)
+        .with_state(state)
+}
+
+/// The span every log line of a request is written in: ids, never content.
+fn request_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    tracing::info_span!(
+        "request",
+        request.id = %request_id,
+        http.method = %request.method(),
+        http.route = %route,
+        user.id = tracing::field::Empty,
+    )
+}
+
+/// Answers `408 timeout` when a request runs past the configured time. The
+/// handler's future is dropped, which rolls back any open transaction.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NoRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}

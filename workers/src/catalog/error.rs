@@ -1,0 +1,68 @@
+//! What can go wrong in the catalog, classified so that a front door can map
+//! each kind to its own answer without looking at messages.
+
+use crate::model::InvalidTransition;
+
+/// A catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The row does not exist, or exists outside the caller's scope: the two
+    /// are deliberately indistinguishable.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// The case's state does not allow this action.
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+    /// The request conflicts with the current state of a record.
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored row failed its own rules: a bug or a hand-edited database.
+    #[error("stored {what} is invalid: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    /// The database cannot be reached right now; the same call may succeed later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url: {0}")]
+    UnsupportedUrl(String),
+}
+
+impl CatalogError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CatalogError::NotFound { .. })
+    }
+
+    /// Whether retrying later may succeed (the database was unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CatalogError::Unavailable(_))
+    }
+
+    pub(crate) fn corrupt(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        CatalogError::Corrupt {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for CatalogError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                CatalogError::Unavailable(error)
+            }
+            sqlx::Error::Database(ref db) if is_busy(db.code().as_deref()) => {
+                CatalogError::Unavailable(error)
+            }
+            other => CatalogError::Database(other),
+        }
+    }
+}
+
+/// SQLite's "database is locked/busy" after the busy timeout ran out.
+fn is_busy(code: Option<&str>) -> bool {
+    matches!(code, Some("5") | Some("6") | Some("517"))
+}

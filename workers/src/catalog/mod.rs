@@ -1,0 +1,157 @@
+//! The catalog: every record Relay keeps, in one SQL database.
+//!
+//! The traits here are the seam. Front doors and stages see only
+//! `Arc<dyn Catalog>`; which database backs it is decided once, by URL, in
+//! the composition root. Every method that reads or writes patient data
+//! takes an [`AuditContext`] and writes its audit event in the same
+//! transaction, and every case method takes a [`CaseScope`].
+
+mod error;
+mod sql;
+
+pub use error::CatalogError;
+pub use sql::{PoolSettings, SqlCatalog, redact_url};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::audit::chain::{ChainBreak, ChainHead};
+use crate::audit::{AuditContext, AuditEvent, AuditFilter};
+use crate::model::{
+    CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Name, NewUser, Office, OfficeId,
+    Principal, Timestamp, TokenId, User, UserId,
+};
+use crate::token::{IssuedToken, SecretDigest};
+
+/// Offices, users and tokens.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    async fn create_office(&self, ctx: &AuditContext, name: Name) -> Result<Office, CatalogError>;
+    async fn list_offices(&self) -> Result<Vec<Office>, CatalogError>;
+    /// Fails with `NotFound` when the user's office does not exist.
+    async fn create_user(&self, ctx: &AuditContext, user: NewUser) -> Result<User, CatalogError>;
+    async fn list_users(&self, office: Option<OfficeId>) -> Result<Vec<User>, CatalogError>;
+    /// Stores the token's digest, never its secret.
+    async fn create_token(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+        token: &IssuedToken,
+        expires_at: Option<Timestamp>,
+    ) -> Result<TokenInfo, CatalogError>;
+    async fn revoke_token(
+        &self,
+        ctx: &AuditContext,
+        id: TokenId,
+    ) -> Result<TokenInfo, CatalogError>;
+    async fn list_tokens(&self, user: Option<UserId>) -> Result<Vec<TokenInfo>, CatalogError>;
+    /// What is needed to check a presented token; `None` for an unknown id.
+    async fn token_credentials(
+        &self,
+        id: TokenId,
+    ) -> Result<Option<TokenCredentials>, CatalogError>;
+}
+
+/// Consult cases, always within a scope.
+#[async_trait]
+pub trait Cases: Send + Sync {
+    async fn create_case(&self, ctx: &AuditContext, case: &Case) -> Result<(), CatalogError>;
+    async fn get_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Case, CatalogError>;
+    async fn list_cases(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        query: &CaseQuery,
+    ) -> Result<Page<Case>, CatalogError>;
+    /// Edits a draft; any other state is a `Conflict`.
+    async fn update_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        patch: CasePatch,
+    ) -> Result<Case, CatalogError>;
+    async fn cancel_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        reason: CancelReason,
+    ) -> Result<Case, CatalogError>;
+}
+
+/// The audit trail and its hash chain.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Lists events, newest first; the listing is itself audited.
+    async fn list_audit(
+        &self,
+        ctx: &AuditContext,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, CatalogError>;
+    /// Seals up to `batch` unsealed events onto the chain; returns how many.
+    async fn seal_pending(&self, batch: u32) -> Result<u32, CatalogError>;
+    /// Walks the whole sealed chain and reports the first break, if any.
+    async fn verify_chain(&self) -> Result<ChainReport, CatalogError>;
+}
+
+/// The whole catalog, as the composition root hands it out.
+#[async_trait]
+pub trait Catalog: Accounts + Cases + AuditLog {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), CatalogError>;
+}
+
+/// A token as listed to operators: everything but the digest.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A stored token with the account it signs in as.
+#[derive(Debug, Clone)]
+pub struct TokenCredentials {
+    pub digest: SecretDigest,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub principal: Principal,
+}
+
+/// Which cases to list.
+#[derive(Debug, Clone)]
+pub struct CaseQuery {
+    pub status: Option<CaseStatus>,
+    /// 1-based.
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub per_page: u32,
+    /// How many items match across all pages.
+    pub total: u64,
+}
+
+/// The outcome of walking the audit chain.
+#[derive(Debug, Clone)]
+pub struct ChainReport {
+    /// Events whose seal was checked before the walk ended.
+    pub verified: u64,
+    /// Events not yet sealed (the sealer runs every second in `relay serve`).
+    pub unsealed: u64,
+    pub head: ChainHead,
+    pub broken: Option<ChainBreak>,
+}

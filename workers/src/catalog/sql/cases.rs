@@ -1,0 +1,278 @@
+//! Consult cases in SQL. Every statement is scoped: the scope's office and
+//! specialty are bound into the WHERE clause, so a case outside the scope is
+//! never read, never written, and answers `NotFound` like a missing one.
+
+use async_trait::async_trait;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
+
+use super::SqlCatalog;
+use super::audit::record;
+use super::rows::{self, case_columns};
+use crate::audit::{AuditAction, AuditContext};
+use crate::catalog::{CaseQuery, Cases, CatalogError, Page};
+use crate::model::{CancelReason, Case, CaseAction, CaseId, CasePatch, CaseScope, Timestamp};
+
+/// The scope condition shared by every case statement: `$2` is the office
+/// filter, `$3` the specialty filter (a specialist never sees drafts).
+macro_rules! scoped {
+    () => {
+        "($2 IS NULL OR office_id = $2) AND ($3 IS NULL OR (specialty = $3 AND status <> 'draft'))"
+    };
+}
+pub(super) use scoped;
+
+/// Binds every column of `cases` in the order of `case_columns!`.
+fn bind_case(
+    query: Query<'static, Any, AnyArguments>,
+    case: &Case,
+) -> Query<'static, Any, AnyArguments> {
+    let c = &case.clinical;
+    let opt = |v: Option<&dyn ToString>| v.map(|v| v.to_string());
+    query
+        .bind(case.id.to_string())
+        .bind(case.office_id.to_string())
+        .bind(case.created_by.to_string())
+        .bind(case.status.as_str())
+        .bind(case.specialty.as_str())
+        .bind(case.priority.as_str())
+        .bind(case.patient.name.as_str().to_owned())
+        .bind(String::from(case.patient.birth_date))
+        .bind(case.patient.sex.as_str())
+        .bind(case.patient.mrn.as_str().to_owned())
+        .bind(case.question.to_string())
+        .bind(case.history.to_string())
+        .bind(opt(c.body_site.as_ref().map(|v| v as _)))
+        .bind(opt(c.duration.as_ref().map(|v| v as _)))
+        .bind(opt(c.medications.as_ref().map(|v| v as _)))
+        .bind(opt(c.allergies.as_ref().map(|v| v as _)))
+        .bind(opt(c.modality.as_ref().map(|v| v as _)))
+        .bind(opt(c.body_part.as_ref().map(|v| v as _)))
+        .bind(opt(case.cancel_reason.as_ref().map(|v| v as _)))
+        .bind(case.created_at.as_millis())
+        .bind(case.updated_at.as_millis())
+        .bind(case.submitted_at.map(|t| t.as_millis()))
+        .bind(case.cancelled_at.map(|t| t.as_millis()))
+}
+
+impl SqlCatalog {
+    /// Loads a case in scope inside a write transaction, lets `change` edit
+    /// it, writes it back with its history row and audit event, and commits.
+    async fn change_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        action: AuditAction,
+        note: Option<String>,
+        change: impl FnOnce(&mut Case) -> Result<(), CatalogError> + Send,
+    ) -> Result<Case, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let mut case =
+            fetch_scoped(&mut tx, self.dialect.select_case_for_update, scope, id).await?;
+        let before = case.status;
+        change(&mut case)?;
+        case.updated_at = Timestamp::now();
+        bind_case(
+            sqlx::query(
+                "UPDATE cases SET office_id = $2, created_by = $3, status = $4, specialty = $5, \
+                 priority = $6, patient_name = $7, patient_birth_date = $8, patient_sex = $9, \
+                 patient_mrn = $10, question = $11, history = $12, body_site = $13, duration = $14, \
+                 medications = $15, allergies = $16, modality = $17, body_part = $18, \
+                 cancel_reason = $19, created_at = $20, updated_at = $21, submitted_at = $22, \
+                 cancelled_at = $23 WHERE id = $1",
+            ),
+            &case,
+        )
+        .execute(&mut *tx)
+        .await?;
+        if case.status != before {
+            sqlx::query(
+                "INSERT INTO case_history (case_id, from_status, to_status, actor, at, note) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(case.id.to_string())
+            .bind(before.as_str())
+            .bind(case.status.as_str())
+            .bind(ctx.actor.id())
+            .bind(case.updated_at.as_millis())
+            .bind(note)
+            .execute(&mut *tx)
+            .await?;
+        }
+        record(
+            &mut tx,
+            ctx,
+            action,
+            Some(case.id.to_string()),
+            Some(case.office_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(case)
+    }
+}
+
+async fn fetch_scoped(
+    conn: &mut AnyConnection,
+    statement: &'static str,
+    scope: CaseScope,
+    id: CaseId,
+) -> Result<Case, CatalogError> {
+    let row = sqlx::query(statement)
+        .bind(id.to_string())
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(CatalogError::NotFound { what: "case" })?;
+    rows::case(&row)
+}
+
+const SELECT_SCOPED: &str = concat!(
+    "SELECT ",
+    case_columns!(),
+    " FROM cases WHERE id = $1 AND ",
+    scoped!()
+);
+
+#[async_trait]
+impl Cases for SqlCatalog {
+    async fn create_case(&self, ctx: &AuditContext, case: &Case) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        bind_case(
+            sqlx::query(concat!(
+                "INSERT INTO cases (",
+                case_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19, $20, $21, $22, $23)"
+            )),
+            case,
+        )
+        .execute(&mut *tx)
+        .await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CaseCreate,
+            Some(case.id.to_string()),
+            Some(case.office_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Case, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let case = fetch_scoped(&mut tx, SELECT_SCOPED, scope, id).await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CaseRead,
+            Some(case.id.to_string()),
+            Some(case.office_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(case)
+    }
+
+    async fn list_cases(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        query: &CaseQuery,
+    ) -> Result<Page<Case>, CatalogError> {
+        let status = query.status.map(|s| s.as_str());
+        let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
+        let mut tx = self.begin_write().await?;
+        let total: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM cases WHERE ($1 IS NULL OR status = $1) AND ",
+            scoped!()
+        ))
+        .bind(status)
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .fetch_one(&mut *tx)
+        .await?;
+        let items = sqlx::query(concat!(
+            "SELECT ",
+            case_columns!(),
+            " FROM cases WHERE ($1 IS NULL OR status = $1) AND ",
+            scoped!(),
+            " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+        ))
+        .bind(status)
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .bind(i64::from(query.per_page))
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(rows::case)
+        .collect::<Result<Vec<_>, _>>()?;
+        // One event per patient shown: "who saw this patient" is one query.
+        for case in &items {
+            record(
+                &mut tx,
+                ctx,
+                AuditAction::CaseList,
+                Some(case.id.to_string()),
+                Some(case.office_id),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Page {
+            items,
+            page: query.page,
+            per_page: query.per_page,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+
+    async fn update_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        patch: CasePatch,
+    ) -> Result<Case, CatalogError> {
+        self.change_case(ctx, scope, id, AuditAction::CaseUpdate, None, |case| {
+            if !case.status.is_editable() {
+                return Err(CatalogError::Conflict(format!(
+                    "case is {}: only a draft can be edited",
+                    case.status.as_str()
+                )));
+            }
+            case.apply_patch(patch);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cancel_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        reason: CancelReason,
+    ) -> Result<Case, CatalogError> {
+        let note = Some(reason.to_string());
+        self.change_case(ctx, scope, id, AuditAction::CaseCancel, note, |case| {
+            case.status = case.status.apply(CaseAction::Cancel)?;
+            case.cancelled_at = Some(Timestamp::now());
+            case.cancel_reason = Some(reason);
+            Ok(())
+        })
+        .await
+    }
+}

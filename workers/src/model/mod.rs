@@ -1,0 +1,35 @@
+//! The domain model: validated values and the records built from them.
+//!
+//! Values that carry a rule (a birth date is not in the future, a token id is
+//! a UUID) are newtypes constructed only through `parse`/`TryFrom`, so a value
+//! that exists is a value that is valid.
+
+mod account;
+mod case;
+mod case_status;
+mod ids;
+mod patient;
+mod principal;
+mod text;
+mod time;
+
+pub use account::{NewUser, Office, User};
+pub use case::{Case, CasePatch, Clinical, ClinicalPatch, NewCase, PatientPatch, Priority};
+pub use case_status::{CaseAction, CaseStatus, InvalidTransition};
+pub use ids::{CaseId, OfficeId, TokenId, UserId};
+pub use patient::{BirthDate, Mrn, Patient, PatientName, Sex};
+pub use principal::{CaseScope, Principal, Role, Specialty};
+pub use text::{CancelReason, ClinicalNote, Name, Question, ShortText};
+pub use time::Timestamp;
+
+/// A value that failed its rule. The message says what the rule is, so an API
+/// can return it verbatim next to the field name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+impl InvalidValue {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
