@@ -1,0 +1,309 @@
+//! The end-to-end harness: the real `relay` binary, a fresh data directory
+//! per test, the server on port 0 over a real socket, and its log captured
+//! so tests can assert what it does (and does not) write.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A Relay installation in a temporary directory.
+pub struct Relay {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Relay {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("relay-data")
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir().join("relay.db")
+    }
+
+    /// `relay` run in this installation's directory, with no `RELAY_*`
+    /// variables inherited from the environment running the tests.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay"));
+        cmd.current_dir(self.dir.path());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("RELAY_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    /// Runs `relay ARGS…` and returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("relay runs")
+    }
+
+    /// Runs `relay ARGS…`, requires success, returns stdout trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "relay {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn create_office(&self, name: &str) -> String {
+        self.ok(&["admin", "office", "create", "--name", name])
+    }
+
+    pub fn token_for(&self, user: &str) -> String {
+        self.ok(&["admin", "token", "create", "--user", user])
+    }
+
+    /// A new office with one user; returns (office id, user id, token).
+    pub fn office_with_user(&self, name: &str) -> (String, String, String) {
+        let office = self.create_office(name);
+        let user = self.ok(&[
+            "admin",
+            "user",
+            "create",
+            "--office",
+            &office,
+            "--name",
+            "Front Desk",
+            "--role",
+            "office",
+        ]);
+        let token = self.token_for(&user);
+        (office, user, token)
+    }
+
+    pub fn specialist_token(&self, specialty: &str) -> String {
+        let user = self.ok(&[
+            "admin",
+            "user",
+            "create",
+            "--name",
+            "Dr Reader",
+            "--role",
+            "specialist",
+            "--specialty",
+            specialty,
+        ]);
+        self.token_for(&user)
+    }
+
+    pub fn admin_token(&self) -> String {
+        let user = self.ok(&[
+            "admin",
+            "user",
+            "create",
+            "--name",
+            "Root Admin",
+            "--role",
+            "admin",
+        ]);
+        self.token_for(&user)
+    }
+
+    /// Starts `relay serve` on an ephemeral port and waits until it listens.
+    pub fn start(&self) -> Server {
+        self.start_with(&["serve", "--listen", "127.0.0.1:0"], &[])
+    }
+
+    /// Starts `relay ARGS…` with extra environment, waiting for its
+    /// "listening on" line.
+    pub fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("relay serve starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "relay did not start; log:\n{}",
+                    log.lock().expect("log lock")
+                );
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Opens the catalog database directly, as an attacker with file access
+    /// (or a forensic check) would.
+    pub async fn database(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.database_path().display());
+        sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open database")
+    }
+}
+
+/// A running `relay serve`.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(self.http.get(self.url(path)), token).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.post(self.url(path)).json(&body), token)
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.patch(self.url(path)).json(&body), token)
+            .await
+    }
+
+    /// Sends a request with a bearer token (none when `token` is empty) and
+    /// returns the status and the JSON body (`null` when the body is empty).
+    pub async fn send(&self, request: reqwest::RequestBuilder, token: &str) -> (u16, Value) {
+        let request = if token.is_empty() {
+            request
+        } else {
+            request.bearer_auth(token)
+        };
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body read");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, body)
+    }
+
+    /// Creates a draft case and returns its id.
+    pub async fn create_case(&self, token: &str, specialty: &str) -> String {
+        let (status, body) = self.post("/api/v1/cases", token, referral(specialty)).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("case id").to_owned()
+    }
+
+    /// Stops the server as an orchestrator would (SIGTERM) and waits.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "relay exited with {status}; log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("relay did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The patient name used in referrals, to look for in logs.
+pub const PATIENT_NAME: &str = "Zebulon Quixote-Marlowe";
+
+/// A complete, valid referral.
+pub fn referral(specialty: &str) -> Value {
+    json!({
+        "patient": {"name": PATIENT_NAME, "birth_date": "1961-07-14", "sex": "male", "mrn": "MRN-77120"},
+        "specialty": specialty,
+        "priority": "urgent",
+        "question": "Pigmented lesion, changing over 3 months. Melanoma?",
+        "history": "Fair skin, history of sunburns. Father had melanoma.",
+        "clinical": {
+            "body_site": "left forearm, dorsal",
+            "duration": "3 months",
+            "medications": "none",
+            "allergies": "penicillin"
+        }
+    })
+}
+
+/// Counts the rows of a table.
+pub async fn count(db: &mut sqlx::SqliteConnection, table: &str) -> i64 {
+    use sqlx::AssertSqlSafe;
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
