@@ -1,0 +1,321 @@
+//! The audit trail: every read or write of patient data leaves an event
+//! (who, what, when, from where, which request), and the sha256 chain that
+//! seals the events lets `relay admin audit verify` find the first event
+//! that was changed, removed or inserted.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use sqlx::SqliteConnection;
+use support::{Relay, referral};
+
+/// Runs `relay admin audit verify`; returns (exit success, stdout JSON, stderr).
+fn verify(relay: &Relay) -> (bool, Value, String) {
+    let out = relay.run(&["admin", "audit", "verify"]);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let report =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("not JSON: {stdout}"));
+    (
+        out.status.success(),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Some audited traffic; the server is stopped (which seals everything).
+async fn traffic(relay: &Relay) -> String {
+    let (_, _, token) = relay.office_with_user("Audited Clinic");
+    let server = relay.start();
+    let case = server.create_case(&token, "dermatology").await;
+    for _ in 0..3 {
+        server.get(&format!("/api/v1/cases/{case}"), &token).await;
+    }
+    server.stop();
+    case
+}
+
+/// Plays an attacker with write access to the database file.
+async fn disarm_triggers(db: &mut SqliteConnection) {
+    for trigger in ["audit_events_seal_only", "audit_events_no_delete"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {trigger}")))
+            .execute(&mut *db)
+            .await
+            .expect("drop trigger");
+    }
+}
+
+#[tokio::test]
+async fn every_case_route_leaves_an_event_naming_actor_address_and_request() {
+    let relay = Relay::new();
+    let (office, user, token) = relay.office_with_user("Clinic");
+    let admin = relay.admin_token();
+    let server = relay.start();
+
+    let response = server
+        .http
+        .post(server.url("/api/v1/cases"))
+        .bearer_auth(&token)
+        .json(&referral("dermatology"))
+        .send()
+        .await
+        .expect("sent");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("header")
+        .to_owned();
+    let case: Value = response.json().await.expect("json");
+    let id = case["id"].as_str().expect("id");
+    server.get(&format!("/api/v1/cases/{id}"), &token).await;
+    server.get("/api/v1/cases", &token).await;
+    server
+        .patch(
+            &format!("/api/v1/cases/{id}"),
+            &token,
+            json!({"priority": "stat"}),
+        )
+        .await;
+    server
+        .post(
+            &format!("/api/v1/cases/{id}/cancel"),
+            &token,
+            json!({"reason": "resolved"}),
+        )
+        .await;
+
+    let (status, page) = server
+        .get(&format!("/api/v1/audit?object_id={id}"), &admin)
+        .await;
+    assert_eq!(status, 200);
+    let events = page["items"].as_array().expect("items");
+    let actions: BTreeSet<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "case.create",
+            "case.read",
+            "case.list",
+            "case.update",
+            "case.cancel"
+        ])
+    );
+    for event in events {
+        assert_eq!(event["actor"], user.as_str());
+        assert_eq!(event["actor_role"], "office");
+        assert_eq!(event["office_id"], office.as_str());
+        assert_eq!(event["remote_addr"], "127.0.0.1");
+        assert!(event["request_id"].is_string());
+    }
+    let create = events
+        .iter()
+        .find(|e| e["action"] == "case.create")
+        .expect("create event");
+    assert_eq!(create["request_id"], request_id.as_str());
+
+    // Searching the trail is itself recorded, and filters combine.
+    let (_, reads) = server.get("/api/v1/audit?action=audit.read", &admin).await;
+    assert!(!reads["items"].as_array().expect("items").is_empty());
+    let (_, family) = server
+        .get(
+            &format!("/api/v1/audit?action=case.&object_id={id}&limit=2"),
+            &admin,
+        )
+        .await;
+    assert_eq!(family["items"].as_array().expect("items").len(), 2);
+    let before = family["next_before_id"].as_i64().expect("more pages");
+    let (_, older) = server
+        .get(
+            &format!("/api/v1/audit?action=case.&object_id={id}&before_id={before}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(older["items"].as_array().expect("items").len(), 3);
+    assert!(
+        older["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|e| e["id"].as_i64() < Some(before))
+    );
+    let (status, body) = server.get("/api/v1/audit", &token).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+}
+
+#[tokio::test]
+async fn the_chain_verifies_and_an_edited_event_is_named() {
+    let relay = Relay::new();
+    let case = traffic(&relay).await;
+    let (ok, report, stderr) = verify(&relay);
+    assert!(ok, "{stderr}");
+    assert_eq!(report["broken"], Value::Null);
+    assert_eq!(report["unsealed"], 0);
+    let sealed = report["verified"].as_i64().expect("count");
+    let mut db = relay.database().await;
+    assert_eq!(sealed, support::count(&mut db, "audit_events").await);
+
+    // Re-point one read of the case at another object.
+    disarm_triggers(&mut db).await;
+    let target: i64 = sqlx::query_scalar(
+        "SELECT id FROM audit_events WHERE object_id = ? AND action = 'case.read' ORDER BY id LIMIT 1",
+    )
+    .bind(&case)
+    .fetch_one(&mut db)
+    .await
+    .expect("event");
+    sqlx::query("UPDATE audit_events SET object_id = 'someone-else' WHERE id = ?")
+        .bind(target)
+        .execute(&mut db)
+        .await
+        .expect("tamper");
+    let (ok, report, stderr) = verify(&relay);
+    assert!(!ok, "verify accepted an edited event");
+    assert_eq!(report["broken"]["event_id"], target);
+    assert!(
+        stderr.contains(&format!("audit event {target}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("changed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_removed_event_is_found() {
+    let relay = Relay::new();
+    traffic(&relay).await;
+    let mut db = relay.database().await;
+    disarm_triggers(&mut db).await;
+    let (victim, next): (i64, i64) =
+        sqlx::query_as("SELECT id, (SELECT id FROM audit_events WHERE seq = e.seq + 1) FROM audit_events e WHERE seq = 3")
+            .fetch_one(&mut db)
+            .await
+            .expect("events");
+    sqlx::query("DELETE FROM audit_events WHERE id = ?")
+        .bind(victim)
+        .execute(&mut db)
+        .await
+        .expect("delete");
+    let (ok, report, stderr) = verify(&relay);
+    assert!(!ok);
+    assert_eq!(report["broken"]["event_id"], next, "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_inserted_event_is_found() {
+    let relay = Relay::new();
+    traffic(&relay).await;
+    let mut db = relay.database().await;
+    disarm_triggers(&mut db).await;
+    // Make room at seq 3 and slip in a forged event with a made-up seal.
+    sqlx::query("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3")
+        .execute(&mut db)
+        .await
+        .expect("shift");
+    sqlx::query("UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1003")
+        .execute(&mut db)
+        .await
+        .expect("shift back");
+    let prev: String = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = 2")
+        .fetch_one(&mut db)
+        .await
+        .expect("prev");
+    let forged: i64 = sqlx::query_scalar(
+        "INSERT INTO audit_events (occurred_at, actor, actor_role, action, object_id, remote_addr, seq, prev_hash, hash) \
+         VALUES (0, 'operator', 'operator', 'case.read', 'x', 'local', 3, ?, ?) RETURNING id",
+    )
+    .bind(&prev)
+    .bind("f".repeat(64))
+    .fetch_one(&mut db)
+    .await
+    .expect("insert");
+    let (ok, report, stderr) = verify(&relay);
+    assert!(!ok, "verify accepted an inserted event");
+    assert_eq!(report["broken"]["event_id"], forged, "{stderr}");
+}
+
+#[tokio::test]
+async fn a_cut_tail_is_found_against_the_chain_head() {
+    let relay = Relay::new();
+    traffic(&relay).await;
+    let mut db = relay.database().await;
+    disarm_triggers(&mut db).await;
+    sqlx::query("DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)")
+        .execute(&mut db)
+        .await
+        .expect("delete");
+    let (ok, report, stderr) = verify(&relay);
+    assert!(!ok);
+    assert!(stderr.contains("removed"), "{stderr}");
+    assert!(
+        report["broken"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("head")
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_to_change_or_delete_events() {
+    let relay = Relay::new();
+    traffic(&relay).await;
+    let mut db = relay.database().await;
+    let update = sqlx::query("UPDATE audit_events SET actor = 'nobody' WHERE id = 1")
+        .execute(&mut db)
+        .await
+        .expect_err("update refused");
+    assert!(update.to_string().contains("append-only"), "{update}");
+    let delete = sqlx::query("DELETE FROM audit_events WHERE id = 1")
+        .execute(&mut db)
+        .await
+        .expect_err("delete refused");
+    assert!(delete.to_string().contains("append-only"), "{delete}");
+    let history = sqlx::query("DELETE FROM case_history")
+        .execute(&mut db)
+        .await;
+    assert!(history.is_err() || history.expect("ran").rows_affected() == 0);
+}
+
+#[tokio::test]
+async fn concurrent_requests_seal_into_one_intact_chain() {
+    let relay = Relay::new();
+    let (_, _, token) = relay.office_with_user("Busy Clinic");
+    let server = relay.start();
+    let mut cases = Vec::new();
+    for _ in 0..4 {
+        cases.push(server.create_case(&token, "dermatology").await);
+    }
+    // Readers and writers at once, while the sealer runs every second.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = server.url(&format!("/api/v1/cases/{}", cases[i % cases.len()]));
+        let client = server.http.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = if i % 5 == 0 {
+                client.patch(url).json(&json!({"priority": "stat"}))
+            } else {
+                client.get(url)
+            };
+            request
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), 200);
+    }
+    server.stop();
+    let (ok, report, stderr) = verify(&relay);
+    assert!(ok, "{stderr}");
+    let mut db = relay.database().await;
+    assert_eq!(
+        report["verified"].as_i64(),
+        Some(support::count(&mut db, "audit_events").await)
+    );
+    // 4 creates + 40 requests + the 3 operator events (office, user, token).
+    assert_eq!(report["verified"], 47);
+}
