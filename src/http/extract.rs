@@ -221,9 +221,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let e = err(&format!(
-            r#"{{"patient": {{"name": "J", "birth_date": "2999-01-01", "sex": "female", "mrn": "A1"}}, "specialty": "dermatology", "question": "Q"}}"#
-        ));
+        let e = err(
+            r#"{"patient": {"name": "J", "birth_date": "2999-01-01", "sex": "female", "mrn": "A1"}, "specialty": "dermatology", "question": "Q"}"#,
+        );
         match e {
             ApiError::InvalidField { field, message } => {
                 assert_eq!(field.as_deref(), Some("patient.birth_date"));
