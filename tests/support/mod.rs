@@ -148,7 +148,7 @@ impl Relay {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -176,6 +176,7 @@ impl Relay {
             child,
             base: format!("http://{addr}"),
             log,
+            reader: Some(reader),
             http: reqwest::Client::new(),
         }
     }
@@ -196,6 +197,7 @@ pub struct Server {
     child: Child,
     pub base: String,
     log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     pub http: reqwest::Client,
 }
 
@@ -248,6 +250,13 @@ impl Server {
         let (status, body) = self.post("/api/v1/cases", token, referral(specialty)).await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().expect("case id").to_owned()
+    }
+
+    /// Stops the server, then hands its complete log to `check`.
+    pub fn stop_and_then(self, check: impl FnOnce(&str)) {
+        let log = self.log.clone();
+        self.stop();
+        check(&log.lock().expect("log lock"));
     }
 
     /// Stops the server as an orchestrator would (SIGTERM) and waits.

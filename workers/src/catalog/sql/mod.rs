@@ -158,6 +158,62 @@ mod tests {
         assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
     }
 
+    /// Every pooled connection, not just the first, must run with the
+    /// durability settings: a connection opened later by the pool under load
+    /// would otherwise silently weaken commits.
+    #[tokio::test]
+    async fn every_pooled_connection_is_durable_and_enforces_foreign_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+        let settings = PoolSettings {
+            max_connections: 3,
+            ..PoolSettings::default()
+        };
+        let catalog = SqlCatalog::connect(&url, &settings)
+            .await
+            .expect("connects");
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = catalog.pool.acquire().await.expect("connection");
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("journal_mode");
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("synchronous");
+            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("foreign_keys");
+            assert_eq!((journal.as_str(), synchronous, foreign_keys), ("wal", 2, 1));
+            held.push(conn);
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+        let first = SqlCatalog::connect(&url, &PoolSettings::default())
+            .await
+            .expect("first open");
+        first.close().await;
+        let second = SqlCatalog::connect(&url, &PoolSettings::default())
+            .await
+            .expect("second open");
+        second.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn other_url_schemes_are_refused_by_name() {
+        let err = SqlCatalog::connect("mysql://u:pw@h/db", &PoolSettings::default())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, CatalogError::UnsupportedUrl(ref u) if u == "mysql://u:***@h/db"));
+    }
+
     #[test]
     fn redaction_hides_passwords_only() {
         assert_eq!(
