@@ -13,15 +13,15 @@ use crate::config::Config;
 /// Opening a store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the catalog database: {0}")]
+    #[error("cannot open the catalog database")]
     Catalog(#[from] CatalogError),
-    #[error("cannot open the blob store: {0}")]
+    #[error("cannot open the blob store")]
     Blobs(#[from] BlobError),
 }
 

@@ -77,7 +77,7 @@ pub struct Overrides {
 /// The configuration cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -85,7 +85,7 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("cannot read database url from {path}: {source}")]
+    #[error("cannot read the database url from {path}")]
     SecretFile {
         path: PathBuf,
         #[source]

@@ -170,27 +170,52 @@ fn is_length_limit(error: &axum::extract::rejection::FailedToBufferBody) -> bool
 }
 
 /// Deserializes `bytes`, classifying the failure and naming the field.
+///
+/// Request bodies are JSON objects all the way down. serde's derived
+/// structs would also accept an array and fill fields by position (so
+/// `["x"]` could cancel a case); arrays are refused before that can happen.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = without_position(&inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidField {
-                field: (path != ".").then_some(path),
-                message,
-            },
-            _ => ApiError::InvalidJson(format!("malformed JSON: {message}")),
-        }
-    })?;
-    de.end().map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::InvalidJson(format!(
             "malformed JSON: {}",
             without_position(&e.to_string())
         ))
     })?;
-    Ok(value)
+    if !value.is_object() {
+        return Err(ApiError::InvalidField {
+            field: None,
+            message: "invalid type: expected the body to be a JSON object".to_owned(),
+        });
+    }
+    if let Some(path) = first_array(&value, String::new()) {
+        return Err(ApiError::InvalidField {
+            field: Some(path),
+            message: "invalid type: array, expected an object or a single value".to_owned(),
+        });
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::InvalidField {
+            field: (path != ".").then_some(path),
+            message: without_position(&e.into_inner().to_string()),
+        }
+    })
+}
+
+/// The dotted path of the first array inside `value`, if any.
+fn first_array(value: &serde_json::Value, path: String) -> Option<String> {
+    match value {
+        serde_json::Value::Array(_) => Some(path),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, v)| {
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            first_array(v, child)
+        }),
+        _ => None,
+    }
 }
 
 /// serde_json appends " at line 1 column 7"; the field path says more.
@@ -249,6 +274,18 @@ mod tests {
             r#"{{{PATIENT}, "specialty": "cardiology", "question": "Q"}}"#
         ));
         assert!(matches!(e, ApiError::InvalidField { field: Some(ref f), .. } if f == "specialty"));
+    }
+
+    #[test]
+    fn arrays_never_stand_in_for_objects() {
+        assert!(matches!(
+            err(r#"["x"]"#),
+            ApiError::InvalidField { field: None, .. }
+        ));
+        let nested = r#"{"patient": ["J", "1970-01-02", "female", "A1"], "specialty": "dermatology", "question": "Q"}"#;
+        assert!(
+            matches!(err(nested), ApiError::InvalidField { field: Some(ref f), .. } if f == "patient")
+        );
     }
 
     #[test]
