@@ -26,7 +26,7 @@ pub enum StartError {
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error(
-        "cannot listen on {addr}: {source} (is another server using it? choose another with --listen)"
+        "cannot listen on {addr} (is another server using it? choose another address with --listen)"
     )]
     Bind {
         addr: SocketAddr,
