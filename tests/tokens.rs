@@ -34,17 +34,7 @@ impl Issued {
 /// An office user; returns its id.
 fn office_user(relay: &Relay) -> String {
     let office = relay.create_office("Token Clinic");
-    relay.ok(&[
-        "admin",
-        "user",
-        "create",
-        "--office",
-        &office,
-        "--name",
-        "Front Desk",
-        "--role",
-        "office",
-    ])
+    relay.create_office_user(&office)
 }
 
 /// Runs `relay admin token create --user USER [--expires-in LIFETIME]`.

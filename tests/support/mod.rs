@@ -82,20 +82,25 @@ impl Relay {
         self.ok(&["admin", "token", "create", "--user", user])
     }
 
-    /// A new office with one user; returns (office id, user id, token).
-    pub fn office_with_user(&self, name: &str) -> (String, String, String) {
-        let office = self.create_office(name);
-        let user = self.ok(&[
+    /// An office user of `office`; returns its id.
+    pub fn create_office_user(&self, office: &str) -> String {
+        self.ok(&[
             "admin",
             "user",
             "create",
             "--office",
-            &office,
+            office,
             "--name",
             "Front Desk",
             "--role",
             "office",
-        ]);
+        ])
+    }
+
+    /// A new office with one user; returns (office id, user id, token).
+    pub fn office_with_user(&self, name: &str) -> (String, String, String) {
+        let office = self.create_office(name);
+        let user = self.create_office_user(&office);
         let token = self.token_for(&user);
         (office, user, token)
     }
