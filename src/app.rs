@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use relay_workers::audit::run_sealer;
 use relay_workers::catalog::SqlCatalog;
+use relay_workers::ingest::{Ingest, IngestLimits};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,9 +61,22 @@ impl App {
             blobs = %blobs.describe(),
             "stores open"
         );
+        let removed = blobs.clean_spool();
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed unacknowledged upload files left by an earlier run"
+            );
+        }
+        let limits = IngestLimits {
+            max_bytes: config.max_upload_bytes,
+            ..IngestLimits::default()
+        };
+        let ingest = Ingest::new(catalog.clone(), blobs.clone(), limits);
         let state = AppState {
             catalog: catalog.clone(),
             blobs,
+            ingest,
             metrics: Arc::new(Metrics::new()),
         };
         Ok(Self {

@@ -18,6 +18,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "relay-data";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct Config {
     pub blobs: String,
     pub request_timeout: Duration,
     pub max_connections: u32,
+    /// Largest image upload, in bytes.
+    pub max_upload_bytes: u64,
 }
 
 impl fmt::Debug for Config {
@@ -41,6 +44,7 @@ impl fmt::Debug for Config {
             .field("blobs", &self.blobs)
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_upload_bytes", &self.max_upload_bytes)
             .finish()
     }
 }
@@ -59,6 +63,7 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     pub request_timeout: Option<Duration>,
     pub max_connections: Option<u32>,
+    pub max_upload_bytes: Option<u64>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -72,6 +77,7 @@ pub struct Overrides {
     pub blobs: Option<String>,
     pub request_timeout: Option<Duration>,
     pub max_connections: Option<u32>,
+    pub max_upload_bytes: Option<u64>,
 }
 
 /// The configuration cannot be loaded.
@@ -140,19 +146,24 @@ impl Config {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_upload_bytes: over
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
             self.blobs,
             humantime::format_duration(self.request_timeout),
             self.max_connections,
+            self.max_upload_bytes,
         )
     }
 }

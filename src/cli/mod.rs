@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "RELAY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Largest image upload in bytes [default: 2147483648]
+    #[arg(long, env = "RELAY_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    pub max_upload_bytes: Option<u64>,
     /// Longest time a JSON API request may take, e.g. 30s [default: 30s]
     #[arg(long, env = "RELAY_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: Option<Duration>,
@@ -126,6 +129,7 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         blobs: store.blobs.clone(),
         request_timeout: serve.request_timeout,
         max_connections: store.max_connections,
+        max_upload_bytes: serve.max_upload_bytes,
     }
 }
 

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use relay_workers::auth::AuthError;
 use relay_workers::blob::BlobError;
 use relay_workers::catalog::CatalogError;
+use relay_workers::ingest::IngestError;
 use serde::Serialize;
 
 /// The JSON body of every error answer.
@@ -59,11 +60,44 @@ pub enum ApiError {
     Blob(#[from] BlobError),
     #[error("the request took too long")]
     Timeout,
+    #[error(transparent)]
+    Ingest(IngestError),
+    #[error("invalid multipart body: {0}")]
+    InvalidMultipart(String),
+    /// One file of a multipart upload failed.
+    #[error("{filename}: {inner}")]
+    InFile {
+        filename: String,
+        inner: Box<ApiError>,
+    },
+    #[error("the stored bytes failed verification; the operator has been alerted")]
+    Integrity,
+    #[error("the range is not satisfiable for {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+impl From<IngestError> for ApiError {
+    /// Storage and catalog faults keep their own mapping.
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Blob(e) => ApiError::Blob(e),
+            IngestError::Catalog(e) => ApiError::Catalog(e),
+            other => ApiError::Ingest(other),
+        }
+    }
+}
+
 impl ApiError {
+    /// Names the file a multipart failure belongs to.
+    pub fn with_context(self, filename: &str) -> Self {
+        ApiError::InFile {
+            filename: filename.to_owned(),
+            inner: Box::new(self),
+        }
+    }
+
     /// The status and stable code of this error.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
@@ -80,6 +114,31 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (S::REQUEST_TIMEOUT, "timeout"),
+            ApiError::InvalidMultipart(_) => (S::BAD_REQUEST, "invalid_multipart"),
+            ApiError::InFile { inner, .. } => inner.status_and_code(),
+            ApiError::Integrity => (S::INTERNAL_SERVER_ERROR, "integrity"),
+            ApiError::RangeNotSatisfiable { .. } => {
+                (S::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            ApiError::Ingest(e) => {
+                let status = match e {
+                    IngestError::Empty
+                    | IngestError::Interrupted
+                    | IngestError::DigestMismatch { .. }
+                    | IngestError::BadDigestHeader(_) => S::BAD_REQUEST,
+                    IngestError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+                    IngestError::UnsupportedType(_)
+                    | IngestError::Heic
+                    | IngestError::TypeMismatch { .. } => S::UNSUPPORTED_MEDIA_TYPE,
+                    IngestError::InvalidImage(_)
+                    | IngestError::TooManyPixels { .. }
+                    | IngestError::InvalidDicom(_)
+                    | IngestError::ExecutablePreamble(_)
+                    | IngestError::InvalidFilename(_) => S::UNPROCESSABLE_ENTITY,
+                    IngestError::Blob(_) | IngestError::Catalog(_) => S::INTERNAL_SERVER_ERROR,
+                };
+                (status, e.code())
+            }
             ApiError::Catalog(e) => match e {
                 CatalogError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
                 CatalogError::InvalidTransition(_) | CatalogError::Conflict(_) => {
@@ -91,17 +150,36 @@ impl ApiError {
                 | CatalogError::Migrate(_)
                 | CatalogError::UnsupportedUrl(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
-            ApiError::Blob(BlobError::NotWritable { .. }) => {
-                (S::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            ApiError::Blob(BlobError::UnsupportedUrl(_)) | ApiError::Internal(_) => {
-                (S::INTERNAL_SERVER_ERROR, "internal")
-            }
+            ApiError::Blob(e) => match e {
+                BlobError::NotWritable { .. } => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                BlobError::Full(_) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
+                BlobError::Integrity(_) | BlobError::Missing(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "integrity")
+                }
+                BlobError::Io(_) | BlobError::UnsupportedUrl(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
     /// What the client is told. Server-side causes stay in the log.
     fn public_message(&self, status: StatusCode) -> String {
+        if let ApiError::InFile { filename, inner } = self {
+            return format!("{filename}: {}", inner.public_message(status));
+        }
+        match self {
+            ApiError::Integrity
+            | ApiError::Blob(BlobError::Integrity(_) | BlobError::Missing(_)) => {
+                return ApiError::Integrity.to_string();
+            }
+            ApiError::Blob(BlobError::Full(_)) => {
+                return "the server is out of storage space; nothing was stored, retry later"
+                    .to_owned();
+            }
+            _ => {}
+        }
         match status {
             StatusCode::SERVICE_UNAVAILABLE => {
                 "a storage backend is unavailable; retry later".to_owned()

@@ -36,6 +36,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    integrity_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -64,10 +65,17 @@ impl Metrics {
             "Time to answer an HTTP request, by route",
             latency.clone(),
         );
+        let integrity_failures = Counter::default();
+        registry.register(
+            "blob_integrity_failures",
+            "Blobs whose bytes no longer matched their sha256 when read",
+            integrity_failures.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            integrity_failures,
         }
     }
 
@@ -90,6 +98,11 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Counts a blob that failed verification on read.
+    pub fn integrity_failure(&self) {
+        self.integrity_failures.inc();
     }
 
     /// The OpenMetrics text exposition.

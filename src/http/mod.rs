@@ -8,6 +8,7 @@ mod cases;
 pub mod error;
 mod extract;
 mod health;
+mod images;
 mod me;
 pub mod metrics;
 
@@ -22,9 +23,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use relay_workers::blob::BlobStore;
 use relay_workers::catalog::Catalog;
+use relay_workers::ingest::Ingest;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -44,6 +47,7 @@ pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     pub blobs: Arc<dyn BlobStore>,
+    pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
 }
 
@@ -65,6 +69,7 @@ impl std::fmt::Debug for AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "cases", description = "Consult cases, scoped to the caller's office or specialty"),
+        (name = "images", description = "Photos and DICOM attached to cases, stored by sha256"),
         (name = "audit", description = "The tamper-evident audit trail (administrators)"),
         (name = "accounts", description = "The signed-in account"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -84,12 +89,15 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The routes and their OpenAPI document, before middleware.
-fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// JSON routes: small bodies, a deadline.
+fn json_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(cases::create_case, cases::list_cases))
         .routes(routes!(cases::get_case, cases::update_case))
         .routes(routes!(cases::cancel_case))
+        .routes(routes!(images::submit_case))
+        .routes(routes!(images::list_images))
+        .routes(routes!(images::get_image))
         .routes(routes!(audit::list_audit))
         .routes(routes!(me::me))
         .routes(routes!(health::healthz))
@@ -97,15 +105,36 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics::metrics))
 }
 
+/// Streaming routes: image bytes in and out. Ingest bounds uploads itself,
+/// so these have no body limit and no request deadline.
+fn streaming_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(images::upload_images))
+        .routes(routes!(images::get_original))
+}
+
 /// The OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(json_routes())
+        .merge(streaming_routes())
+        .split_for_parts()
+        .1
 }
 
 /// The complete HTTP service.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let (router, api) = routes().split_for_parts();
+    let json = json_routes()
+        .layer(from_fn_with_state(request_timeout, deadline))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    let streaming = streaming_routes().layer(DefaultBodyLimit::disable());
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(json)
+        .merge(streaming)
+        .split_for_parts();
     let api_json: Arc<str> = api.to_pretty_json().unwrap_or_default().into();
+    // Images are already compressed; DICOM is served with ranges.
+    let compress = DefaultPredicate::new().and(NotForContentType::const_new("application/dicom"));
     let middleware = ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".to_owned()).into_response()
@@ -118,9 +147,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
-        .layer(CompressionLayer::new())
-        .layer(from_fn_with_state(request_timeout, deadline))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+        .layer(CompressionLayer::new().compress_when(compress));
     router
         .route(
             "/api/v1/openapi.json",

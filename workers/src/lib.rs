@@ -13,5 +13,6 @@ pub mod audit;
 pub mod auth;
 pub mod blob;
 pub mod catalog;
+pub mod ingest;
 pub mod model;
 pub mod token;

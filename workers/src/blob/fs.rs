@@ -1,41 +1,117 @@
-//! Blobs on a local filesystem, under one root directory.
+//! Blobs on a local filesystem, under one root directory:
+//! `sha256/ab/cd/<64 hex>` for blobs, `tmp/` for uploads in progress.
 
-use std::io::Write;
+use std::io::{SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use tokio::io::AsyncSeekExt;
 
-use super::{BlobError, BlobStore};
+use super::{Blob, BlobError, BlobStore, Persisted, persist_no_clobber};
+use crate::model::Sha256;
 
-/// A blob store rooted at a directory: `sha256/ab/cd/<hex>` for blobs,
-/// `tmp/` for writes in progress.
+/// A blob store rooted at a directory.
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    tmp: PathBuf,
 }
 
 impl FsBlobStore {
     /// Opens (creating when missing) a store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
         let root = root.into();
-        for dir in [root.join("sha256"), root.join("tmp")] {
+        let tmp = root.join("tmp");
+        for dir in [root.join("sha256"), tmp.clone()] {
             std::fs::create_dir_all(&dir).map_err(|source| BlobError::NotWritable {
                 location: dir.display().to_string(),
                 source,
             })?;
         }
-        Ok(Self { root })
+        Ok(Self { root, tmp })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The path of a blob: `sha256/ab/cd/<hex>`.
+    pub fn path_of(&self, key: &Sha256) -> PathBuf {
+        let hex = key.to_hex();
+        self.root
+            .join("sha256")
+            .join(&hex[0..2])
+            .join(&hex[2..4])
+            .join(hex)
+    }
+
+    fn remove_spool_files(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.tmp) else {
+            return 0;
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
 }
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
+    fn spool_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    async fn put(
+        &self,
+        key: Sha256,
+        file: tempfile::NamedTempFile,
+    ) -> Result<Persisted, BlobError> {
+        let dest = self.path_of(&key);
+        tokio::task::spawn_blocking(move || {
+            let outcome = persist_no_clobber(&file, &dest);
+            drop(file); // the link, if made, keeps the bytes
+            outcome
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        .map_err(BlobError::io)
+    }
+
+    async fn open(&self, key: &Sha256, offset: u64) -> Result<Blob, BlobError> {
+        let mut file = match tokio::fs::File::open(self.path_of(key)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(*key));
+            }
+            Err(e) => return Err(BlobError::io(e)),
+        };
+        let size = file.metadata().await.map_err(BlobError::io)?.len();
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .await
+                .map_err(BlobError::io)?;
+        }
+        Ok(Blob {
+            size,
+            reader: Box::pin(file),
+        })
+    }
+
+    async fn head(&self, key: &Sha256) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.path_of(key)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::io(e)),
+        }
+    }
+
+    fn clean_spool(&self) -> usize {
+        self.remove_spool_files()
+    }
+
     async fn probe(&self) -> Result<(), BlobError> {
-        let tmp = self.root.join("tmp");
+        let tmp = self.tmp.clone();
         let location = tmp.display().to_string();
         tokio::task::spawn_blocking(move || {
             let mut file = tempfile::NamedTempFile::new_in(&tmp)?;
@@ -56,7 +132,15 @@ impl BlobStore for FsBlobStore {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
+
+    fn spooled(store: &FsBlobStore, bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut t = tempfile::NamedTempFile::new_in(store.spool_dir()).expect("temp");
+        t.write_all(bytes).expect("write");
+        t
+    }
 
     #[tokio::test]
     async fn probe_writes_and_leaves_nothing_behind() {
@@ -67,5 +151,66 @@ mod tests {
             .expect("tmp")
             .count();
         assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn put_stores_once_under_the_content_key_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("opens");
+        let key = Sha256::of(b"bytes");
+        assert_eq!(
+            store
+                .put(key, spooled(&store, b"bytes"))
+                .await
+                .expect("put"),
+            Persisted::Created
+        );
+        assert_eq!(
+            store
+                .put(key, spooled(&store, b"bytes"))
+                .await
+                .expect("put"),
+            Persisted::AlreadyPresent
+        );
+        assert!(store.path_of(&key).ends_with(format!(
+            "sha256/{}/{}/{}",
+            &key.to_hex()[..2],
+            &key.to_hex()[2..4],
+            key.to_hex()
+        )));
+        assert_eq!(
+            std::fs::read_dir(store.spool_dir()).expect("tmp").count(),
+            0
+        );
+        let mut blob = store.open(&key, 2).await.expect("open");
+        let mut rest = Vec::new();
+        blob.reader.read_to_end(&mut rest).await.expect("read");
+        assert_eq!((blob.size, rest.as_slice()), (5, &b"tes"[..]));
+        assert_eq!(store.head(&key).await.expect("head"), Some(5));
+        assert!(matches!(
+            store.open(&Sha256::of(b"none"), 0).await,
+            Err(BlobError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn leftover_spool_files_are_removed_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("mkdir");
+        std::fs::write(dir.path().join("tmp/.tmpXYZ"), b"half an upload").expect("write");
+        let store = FsBlobStore::open(dir.path()).expect("opens");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            1
+        );
+        assert_eq!(store.clean_spool(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
     }
 }

@@ -1,12 +1,24 @@
 //! Where image bytes live. Content-addressed: a blob's key is the sha256 of
-//! its bytes. Front doors and stages see only the [`BlobStore`] trait; the
+//! its bytes, so a key never changes meaning and the same bytes are kept
+//! once. Front doors and stages see only the [`BlobStore`] trait; the
 //! composition root decides which store backs it.
 
+mod durable;
 mod fs;
+mod verify;
 
+pub use durable::{Persisted, persist_no_clobber};
 pub use fs::FsBlobStore;
+pub use verify::{IntegrityError, VerifiedStream};
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
 
 use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::model::Sha256;
 
 /// A blob store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,15 +27,91 @@ pub enum BlobError {
     NotWritable {
         location: String,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
     #[error("unsupported blob store url: {0}")]
     UnsupportedUrl(String),
+    #[error("blob {0} is missing")]
+    Missing(Sha256),
+    #[error("the blob store is out of space")]
+    Full(#[source] io::Error),
+    #[error("blob store i/o failed")]
+    Io(#[source] io::Error),
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
+}
+
+impl BlobError {
+    /// Classifies an I/O error: a full disk is its own kind (HTTP 507).
+    pub fn io(error: io::Error) -> Self {
+        if error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28) {
+            BlobError::Full(error)
+        } else {
+            BlobError::Io(error)
+        }
+    }
+}
+
+/// An open blob: its size and a reader of its bytes (unverified; wrap it in
+/// a [`VerifiedStream`] or verify before serving).
+pub struct Blob {
+    pub size: u64,
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a whole blob through its digest check, discarding the bytes: the
+/// proof a partial read (an HTTP range) cannot give on its own.
+pub async fn verify_blob(store: &dyn BlobStore, key: &Sha256, size: u64) -> Result<(), BlobError> {
+    use futures_util::StreamExt;
+    let blob = store.open(key, 0).await?;
+    let mut stream = VerifiedStream::new(blob.reader, *key, size);
+    while let Some(chunk) = stream.next().await {
+        if let Err(e) = chunk {
+            return Err(
+                match e
+                    .into_inner()
+                    .map(|inner| inner.downcast::<IntegrityError>())
+                {
+                    Some(Ok(integrity)) => BlobError::Integrity(*integrity),
+                    Some(Err(other)) => BlobError::Io(std::io::Error::other(other)),
+                    None => BlobError::Io(std::io::Error::other("read failed")),
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A place that keeps blobs durably.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// A local directory for upload spool files. For the filesystem store it
+    /// is on the same filesystem as the blobs, so a put is a link, not a copy.
+    fn spool_dir(&self) -> &Path;
+
+    /// Makes the spooled file's bytes durable under `key` (which must be
+    /// their sha256). An existing key is left as it is: same key, same bytes.
+    async fn put(&self, key: Sha256, file: tempfile::NamedTempFile)
+    -> Result<Persisted, BlobError>;
+
+    /// Opens a blob for reading from byte `offset`.
+    async fn open(&self, key: &Sha256, offset: u64) -> Result<Blob, BlobError>;
+
+    /// The size of a blob, or `None` when it is absent.
+    async fn head(&self, key: &Sha256) -> Result<Option<u64>, BlobError>;
+
+    /// Removes upload spool files a crashed run left behind (never
+    /// acknowledged); returns how many. Called once at server start.
+    fn clean_spool(&self) -> usize;
+
     /// Proves the store can take a durable write right now (for `/readyz`).
     async fn probe(&self) -> Result<(), BlobError>;
 

@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::audit::chain::{ChainBreak, ChainHead};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
-    CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Name, NewUser, Office, OfficeId,
-    Principal, Timestamp, TokenId, User, UserId,
+    CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Image, ImageId, Name, NewUser,
+    Office, OfficeId, Principal, Timestamp, TokenId, User, UserId,
 };
 use crate::token::{IssuedToken, SecretDigest};
 
@@ -28,6 +28,13 @@ use crate::token::{IssuedToken, SecretDigest};
 pub trait Accounts: Send + Sync {
     async fn create_office(&self, ctx: &AuditContext, name: Name) -> Result<Office, CatalogError>;
     async fn list_offices(&self) -> Result<Vec<Office>, CatalogError>;
+    /// Whether photos from this office lose their location metadata.
+    async fn set_strip_location(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        strip: bool,
+    ) -> Result<(), CatalogError>;
     /// Fails with `NotFound` when the user's office does not exist.
     async fn create_user(&self, ctx: &AuditContext, user: NewUser) -> Result<User, CatalogError>;
     async fn list_users(&self, office: Option<OfficeId>) -> Result<Vec<User>, CatalogError>;
@@ -83,6 +90,57 @@ pub trait Cases: Send + Sync {
         id: CaseId,
         reason: CancelReason,
     ) -> Result<Case, CatalogError>;
+    /// Sends a draft to its specialty's worklist; it needs at least one image.
+    async fn submit_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Case, CatalogError>;
+}
+
+/// Images attached to cases.
+#[async_trait]
+pub trait Images: Send + Sync {
+    /// Where an upload into `case` goes: `NotFound` outside the scope,
+    /// `Conflict` unless the case is a draft. Read before the body is.
+    async fn upload_target(
+        &self,
+        scope: CaseScope,
+        case: CaseId,
+    ) -> Result<UploadTarget, CatalogError>;
+    /// Records an image whose blob is already durable, with its blob row,
+    /// its `derive` job and its audit event, in one transaction. When the
+    /// case already holds these exact bytes, returns that image instead
+    /// (`false`): retries are safe.
+    async fn add_image(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        image: &Image,
+    ) -> Result<(Image, bool), CatalogError>;
+    async fn list_images(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        case: CaseId,
+    ) -> Result<Vec<Image>, CatalogError>;
+    /// One image in scope; `download` records that its bytes were served.
+    async fn get_image(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: ImageId,
+        download: bool,
+    ) -> Result<Image, CatalogError>;
+}
+
+/// What ingest needs to know about the case it uploads into.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadTarget {
+    pub office_id: OfficeId,
+    /// The office's setting: remove photo location metadata.
+    pub strip_location: bool,
 }
 
 /// The audit trail and its hash chain.
@@ -102,7 +160,7 @@ pub trait AuditLog: Send + Sync {
 
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
-pub trait Catalog: Accounts + Cases + AuditLog {
+pub trait Catalog: Accounts + Cases + Images + AuditLog {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 }

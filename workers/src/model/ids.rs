@@ -69,6 +69,11 @@ id_type!(
     "case"
 );
 id_type!(
+    /// An image attached to a case.
+    ImageId,
+    "image"
+);
+id_type!(
     /// A bearer token's public half; the secret half is never stored.
     TokenId,
     "token"

@@ -46,6 +46,33 @@ impl Accounts for SqlCatalog {
             .collect()
     }
 
+    async fn set_strip_location(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        strip: bool,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE offices SET strip_location = $1 WHERE id = $2")
+            .bind(i64::from(strip))
+            .bind(office.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(CatalogError::NotFound { what: "office" });
+        }
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::OfficeUpdate,
+            Some(office.to_string()),
+            Some(office),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_user(&self, ctx: &AuditContext, new: NewUser) -> Result<User, CatalogError> {
         let user = User {
             id: UserId::generate(),

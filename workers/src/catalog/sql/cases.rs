@@ -259,6 +259,30 @@ impl Cases for SqlCatalog {
         .await
     }
 
+    async fn submit_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Case, CatalogError> {
+        let images: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE case_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        self.change_case(ctx, scope, id, AuditAction::CaseSubmit, None, |case| {
+            let next = case.status.apply(CaseAction::Submit)?;
+            if images == 0 {
+                return Err(CatalogError::Conflict(
+                    "the case has no images: attach at least one before submitting".to_owned(),
+                ));
+            }
+            case.status = next;
+            case.submitted_at = Some(Timestamp::now());
+            Ok(())
+        })
+        .await
+    }
+
     async fn cancel_case(
         &self,
         ctx: &AuditContext,

@@ -7,6 +7,7 @@
 mod accounts;
 mod audit;
 mod cases;
+mod images;
 mod rows;
 
 use std::time::Duration;

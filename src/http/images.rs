@@ -1,0 +1,327 @@
+//! Images: offices upload into a draft case; everyone in scope reads.
+//!
+//! Uploads stream straight into ingest (no body limit or request deadline
+//! here: ingest enforces its own size limit while streaming). Downloads are
+//! verified against the blob's sha256 as they stream: a corrupt blob is
+//! answered `500 integrity` when small enough to check first, and otherwise
+//! cut short before its last bytes, so it never arrives complete.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use relay_workers::blob::{BlobError, IntegrityError, VerifiedStream, verify_blob};
+use relay_workers::ingest::{Declared, IngestError, Upload};
+use relay_workers::model::{Case, Image, ImageId, Sha256};
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiQuery, Caller, CasePath};
+
+/// Blobs up to this size are verified completely before the first byte is sent.
+const VERIFY_FIRST_LIMIT: u64 = 8 << 20;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadParams {
+    /// The file's name at the office (kept for people; never used as a path).
+    filename: Option<String>,
+}
+
+/// Several files uploaded in one `multipart/form-data` request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadedImages {
+    pub images: Vec<Image>,
+}
+
+/// `POST /api/v1/cases/{id}/images`: the raw image as the body
+/// (`image/jpeg`, `image/png`, `application/dicom`), or `multipart/form-data`
+/// with one or more files. Answers `201` with the receipt, or `200` with the
+/// existing image when the case already holds these exact bytes.
+#[utoipa::path(post, path = "/api/v1/cases/{id}/images", tag = "images",
+    params(("id" = String, Path, description = "Case id"), UploadParams,
+        ("Content-Digest" = Option<String>, Header, description = "RFC 9530 sha-256 of the body")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The image bytes, sent as image/jpeg, image/png or application/dicom; or multipart/form-data with one or more files"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored; Content-Digest names the stored bytes", body = Image),
+        (status = 200, description = "These bytes were already in the case", body = Image),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 507, body = ErrorBody)))]
+pub async fn upload_images(
+    State(state): State<AppState>,
+    caller: Caller,
+    CasePath(case): CasePath,
+    ApiQuery(params): ApiQuery<UploadParams>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.office()?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return upload_multipart(state, caller, case, request).await;
+    }
+    let declared = Declared::from_content_type(&content_type)?;
+    let client_digest = match request.headers().get("content-digest") {
+        Some(value) => Sha256::from_content_digest(value.to_str().unwrap_or_default())
+            .map_err(|e| IngestError::BadDigestHeader(format!("invalid Content-Digest: {e}")))?,
+        None => None,
+    };
+    let upload = Upload {
+        declared,
+        filename: params.filename,
+        client_digest,
+        body: request.into_body().into_data_stream(),
+    };
+    let ingested = state
+        .ingest
+        .ingest(
+            &caller.audit,
+            caller.principal.user_id(),
+            caller.scope(),
+            case,
+            upload,
+        )
+        .await?;
+    let status = if ingested.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let image = ingested.image;
+    tracing::info!(case.id = %case, image.id = %image.id, image.sha256 = %image.stored_sha256, created = ingested.created, "image stored");
+    let headers = [
+        ("content-digest", image.stored_sha256.content_digest()),
+        (
+            header::LOCATION.as_str(),
+            format!("/api/v1/images/{}", image.id),
+        ),
+    ];
+    Ok((status, headers, Json(image)).into_response())
+}
+
+/// Each file part goes through ingest in turn. Files before a refused one
+/// stay stored (they were valid); the error names the refused file.
+async fn upload_multipart(
+    state: AppState,
+    caller: Caller,
+    case: relay_workers::model::CaseId,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
+    let mut images = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(ApiError::InvalidMultipart(e.body_text())),
+        };
+        let Some(filename) = field.file_name().map(str::to_owned) else {
+            continue; // form fields that are not files
+        };
+        let declared =
+            Declared::from_content_type(field.content_type().unwrap_or("application/octet-stream"))
+                .map_err(|e| ApiError::from(e).with_context(&filename))?;
+        let upload = Upload {
+            declared,
+            filename: Some(filename.clone()),
+            client_digest: None,
+            body: field,
+        };
+        let ingested = state
+            .ingest
+            .ingest(
+                &caller.audit,
+                caller.principal.user_id(),
+                caller.scope(),
+                case,
+                upload,
+            )
+            .await
+            .map_err(|e| ApiError::from(e).with_context(&filename))?;
+        images.push(ingested.image);
+    }
+    if images.is_empty() {
+        return Err(IngestError::Empty.into());
+    }
+    Ok((StatusCode::CREATED, Json(UploadedImages { images })).into_response())
+}
+
+/// `GET /api/v1/cases/{id}/images`
+#[utoipa::path(get, path = "/api/v1/cases/{id}/images", tag = "images",
+    params(("id" = String, Path, description = "Case id")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<Image>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_images(
+    State(state): State<AppState>,
+    caller: Caller,
+    CasePath(case): CasePath,
+) -> Result<Json<Vec<Image>>, ApiError> {
+    Ok(Json(
+        state
+            .catalog
+            .list_images(&caller.audit, caller.scope(), case)
+            .await?,
+    ))
+}
+
+fn image_id(raw: &str) -> Result<ImageId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound { what: "image" })
+}
+
+/// `GET /api/v1/images/{id}`
+#[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images",
+    params(("id" = String, Path, description = "Image id")), security(("bearer" = [])),
+    responses((status = 200, body = Image), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Image>, ApiError> {
+    let id = image_id(&id)?;
+    Ok(Json(
+        state
+            .catalog
+            .get_image(&caller.audit, caller.scope(), id, false)
+            .await?,
+    ))
+}
+
+/// `GET /api/v1/images/{id}/original`: the stored bytes, verified.
+#[utoipa::path(get, path = "/api/v1/images/{id}/original", tag = "images",
+    params(("id" = String, Path, description = "Image id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stored bytes; ETag and Content-Digest name their sha256", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+        (status = 500, description = "The stored bytes failed verification", body = ErrorBody)))]
+pub async fn get_original(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = image_id(&id)?;
+    let image = state
+        .catalog
+        .get_image(&caller.audit, caller.scope(), id, true)
+        .await?;
+    let key = image.stored_sha256;
+    let size = image.stored_size;
+    let etag = format!("\"{key}\"");
+    let mut out = HeaderMap::new();
+    let put = |out: &mut HeaderMap, name: header::HeaderName, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.insert(name, v);
+        }
+    };
+    put(&mut out, header::ETAG, etag.clone());
+    put(
+        &mut out,
+        header::CONTENT_TYPE,
+        image.media_type.as_str().to_owned(),
+    );
+    put(&mut out, header::ACCEPT_RANGES, "bytes".to_owned());
+    put(
+        &mut out,
+        header::CACHE_CONTROL,
+        "private, max-age=31536000, immutable".to_owned(),
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, out).into_response());
+    }
+    let integrity = |e: BlobError| -> ApiError {
+        if matches!(e, BlobError::Integrity(_) | BlobError::Missing(_)) {
+            state.metrics.integrity_failure();
+            tracing::error!(image.id = %id, image.sha256 = %key, error = %e, "stored bytes failed verification");
+            ApiError::Integrity
+        } else {
+            e.into()
+        }
+    };
+    if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        let ranges = http_range_header::parse_range_header(range)
+            .and_then(|r| r.validate(size))
+            .map_err(|_| ApiError::RangeNotSatisfiable { size })?;
+        if let [only] = ranges.as_slice() {
+            let (start, end) = (*only.start(), *only.end());
+            // A range cannot prove the whole: verify everything first.
+            verify_blob(state.blobs.as_ref(), &key, size)
+                .await
+                .map_err(integrity)?;
+            let blob = state.blobs.open(&key, start).await.map_err(integrity)?;
+            let len = end - start + 1;
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+                tokio::io::AsyncReadExt::take(blob.reader, len),
+            ));
+            put(
+                &mut out,
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{size}"),
+            );
+            put(&mut out, header::CONTENT_LENGTH, len.to_string());
+            return Ok((StatusCode::PARTIAL_CONTENT, out, body).into_response());
+        }
+    }
+    put(
+        &mut out,
+        header::HeaderName::from_static("content-digest"),
+        key.content_digest(),
+    );
+    put(&mut out, header::CONTENT_LENGTH, size.to_string());
+    let blob = state.blobs.open(&key, 0).await.map_err(integrity)?;
+    let metrics = state.metrics.clone();
+    let stream = VerifiedStream::new(blob.reader, key, size).on_failure(move |e: &IntegrityError| {
+        metrics.integrity_failure();
+        tracing::error!(image.id = %id, error = %e, "stored bytes failed verification while streaming");
+    });
+    if size <= VERIFY_FIRST_LIMIT {
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or_default());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.map_err(|_| ApiError::Integrity)?);
+        }
+        return Ok((StatusCode::OK, out, bytes).into_response());
+    }
+    Ok((StatusCode::OK, out, Body::from_stream(stream)).into_response())
+}
+
+/// `POST /api/v1/cases/{id}/submit`: send a draft with images to its specialty.
+#[utoipa::path(post, path = "/api/v1/cases/{id}/submit", tag = "cases",
+    params(("id" = String, Path, description = "Case id")), security(("bearer" = [])),
+    responses((status = 200, body = Case), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Not a draft, or no images yet", body = ErrorBody)))]
+pub async fn submit_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    CasePath(case): CasePath,
+) -> Result<Json<Case>, ApiError> {
+    caller.office()?;
+    let case = state
+        .catalog
+        .submit_case(&caller.audit, caller.scope(), case)
+        .await?;
+    tracing::info!(case.id = %case.id, "case submitted");
+    Ok(Json(case))
+}

@@ -1,0 +1,102 @@
+//! The one place a file becomes durable.
+//!
+//! A blob is written to a temporary file, `fsync`ed, then *linked* (not
+//! renamed) to its final name and the directory `fsync`ed. Linking fails if
+//! the name exists, so a key is never overwritten: that is also how the same
+//! bytes uploaded twice are stored once. The temporary file is a
+//! [`tempfile::NamedTempFile`], removed when dropped on every error path.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// What a durable put found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// The file is now durable under its name.
+    Created,
+    /// A file already had that name; nothing was written.
+    AlreadyPresent,
+}
+
+/// Makes `temp` (already written) durable at `dest` without overwriting.
+/// Blocking: call from a blocking pool.
+pub fn persist_no_clobber(temp: &tempfile::NamedTempFile, dest: &Path) -> io::Result<Persisted> {
+    temp.as_file().sync_all()?;
+    let dir = dest
+        .parent()
+        .ok_or_else(|| io::Error::other("blob path has no parent directory"))?;
+    create_dir_durable(dir)?;
+    match std::fs::hard_link(temp.path(), dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Persisted::AlreadyPresent),
+        Err(e) => return Err(e),
+    }
+    sync_dir(dir)?;
+    Ok(Persisted::Created)
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent whose entry
+/// list changed, so the new directories survive a crash too.
+fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durable(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn temp_with(dir: &Path, bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut t = tempfile::NamedTempFile::new_in(dir).expect("temp");
+        t.write_all(bytes).expect("write");
+        t
+    }
+
+    #[test]
+    fn creates_then_refuses_to_overwrite() {
+        let root = tempfile::tempdir().expect("dir");
+        let dest = root.path().join("a/b/blob");
+        let first = temp_with(root.path(), b"first");
+        assert_eq!(
+            persist_no_clobber(&first, &dest).expect("persist"),
+            Persisted::Created
+        );
+        let second = temp_with(root.path(), b"second");
+        assert_eq!(
+            persist_no_clobber(&second, &dest).expect("persist"),
+            Persisted::AlreadyPresent
+        );
+        assert_eq!(std::fs::read(&dest).expect("read"), b"first");
+    }
+
+    #[test]
+    fn the_temporary_file_is_gone_once_dropped() {
+        let root = tempfile::tempdir().expect("dir");
+        let temp = temp_with(root.path(), b"x");
+        let path = temp.path().to_owned();
+        persist_no_clobber(&temp, &root.path().join("k/blob")).expect("persist");
+        drop(temp);
+        assert!(!path.exists());
+        assert!(root.path().join("k/blob").exists());
+    }
+}

@@ -1,0 +1,274 @@
+//! Images in SQL. Image queries are scoped through their case, with the
+//! same rule as case queries.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::SqlCatalog;
+use super::audit::record;
+use crate::audit::{AuditAction, AuditContext};
+use crate::catalog::{CatalogError, Images, UploadTarget};
+use crate::model::{CaseId, CaseScope, CaseStatus, Image, ImageId, MediaType, Timestamp};
+
+macro_rules! image_columns {
+    () => {
+        "i.id, i.case_id, i.office_id, i.uploaded_by, i.filename, i.media_type, i.sha256, i.size, \
+         i.stored_sha256, i.stored_size, i.metadata, i.received_at"
+    };
+}
+
+/// The case scope, for statements that join `cases c`.
+macro_rules! scoped_c {
+    () => {
+        "($2 IS NULL OR c.office_id = $2) AND ($3 IS NULL OR (c.specialty = $3 AND c.status <> 'draft'))"
+    };
+}
+
+fn image(row: &AnyRow) -> Result<Image, CatalogError> {
+    const W: &str = "image";
+    let text = |c: &str| row.try_get::<String, _>(c);
+    let parse_id = |c: &str| -> Result<String, CatalogError> { Ok(text(c)?) };
+    let size = |c: &str| -> Result<u64, CatalogError> {
+        u64::try_from(row.try_get::<i64, _>(c)?).map_err(|e| CatalogError::corrupt(W, e))
+    };
+    Ok(Image {
+        id: parse_id("id")?
+            .parse()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        case_id: parse_id("case_id")?
+            .parse()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        office_id: parse_id("office_id")?
+            .parse()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        uploaded_by: parse_id("uploaded_by")?
+            .parse()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        filename: row.try_get("filename")?,
+        media_type: MediaType::parse(&text("media_type")?)
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        sha256: text("sha256")?
+            .parse()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        size: size("size")?,
+        stored_sha256: text("stored_sha256")?
+            .parse()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        stored_size: size("stored_size")?,
+        metadata: serde_json::from_str(&text("metadata")?)
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        received_at: Timestamp::from_millis(row.try_get("received_at")?),
+    })
+}
+
+#[async_trait]
+impl Images for SqlCatalog {
+    async fn upload_target(
+        &self,
+        scope: CaseScope,
+        case: CaseId,
+    ) -> Result<UploadTarget, CatalogError> {
+        let row = sqlx::query(concat!(
+            "SELECT c.status, c.office_id, o.strip_location FROM cases c JOIN offices o ON o.id = c.office_id \
+             WHERE c.id = $1 AND ",
+            scoped_c!()
+        ))
+        .bind(case.to_string())
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(CatalogError::NotFound { what: "case" })?;
+        let status = CaseStatus::parse(&row.try_get::<String, _>("status")?)
+            .map_err(|e| CatalogError::corrupt("case", e))?;
+        if status != CaseStatus::Draft {
+            return Err(CatalogError::Conflict(format!(
+                "the case is {}: images can only be added to a draft",
+                status.as_str()
+            )));
+        }
+        Ok(UploadTarget {
+            office_id: row
+                .try_get::<String, _>("office_id")?
+                .parse()
+                .map_err(|e| CatalogError::corrupt("case", e))?,
+            strip_location: row.try_get::<i64, _>("strip_location")? != 0,
+        })
+    }
+
+    async fn add_image(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        new: &Image,
+    ) -> Result<(Image, bool), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        // The case may have changed since the upload began: check again.
+        let status: Option<String> = sqlx::query_scalar(concat!(
+            "SELECT c.status FROM cases c WHERE c.id = $1 AND ",
+            scoped_c!()
+        ))
+        .bind(new.case_id.to_string())
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .fetch_optional(&mut *tx)
+        .await?;
+        match status.as_deref() {
+            None => return Err(CatalogError::NotFound { what: "case" }),
+            Some("draft") => {}
+            Some(other) => {
+                return Err(CatalogError::Conflict(format!(
+                    "the case is {other}: images can only be added to a draft"
+                )));
+            }
+        }
+        let existing = sqlx::query(concat!(
+            "SELECT ",
+            image_columns!(),
+            " FROM images i WHERE i.case_id = $1 AND i.sha256 = $2"
+        ))
+        .bind(new.case_id.to_string())
+        .bind(new.sha256.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (stored, created) = match existing {
+            Some(row) => (image(&row)?, false),
+            None => {
+                insert_image(&mut tx, new).await?;
+                (new.clone(), true)
+            }
+        };
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::ImageCreate,
+            Some(stored.id.to_string()),
+            Some(stored.office_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((stored, created))
+    }
+
+    async fn list_images(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        case: CaseId,
+    ) -> Result<Vec<Image>, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let office: Option<String> = sqlx::query_scalar(concat!(
+            "SELECT c.office_id FROM cases c WHERE c.id = $1 AND ",
+            scoped_c!()
+        ))
+        .bind(case.to_string())
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if office.is_none() {
+            return Err(CatalogError::NotFound { what: "case" });
+        }
+        let images = sqlx::query(concat!(
+            "SELECT ",
+            image_columns!(),
+            " FROM images i WHERE i.case_id = $1 ORDER BY i.received_at, i.id"
+        ))
+        .bind(case.to_string())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(image)
+        .collect::<Result<Vec<_>, _>>()?;
+        for i in &images {
+            record(
+                &mut tx,
+                ctx,
+                AuditAction::ImageList,
+                Some(i.id.to_string()),
+                Some(i.office_id),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(images)
+    }
+
+    async fn get_image(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: ImageId,
+        download: bool,
+    ) -> Result<Image, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            image_columns!(),
+            " FROM images i JOIN cases c ON c.id = i.case_id WHERE i.id = $1 AND ",
+            scoped_c!()
+        ))
+        .bind(id.to_string())
+        .bind(scope.office_filter())
+        .bind(scope.specialty_filter())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(CatalogError::NotFound { what: "image" })?;
+        let found = image(&row)?;
+        let action = if download {
+            AuditAction::ImageDownload
+        } else {
+            AuditAction::ImageRead
+        };
+        record(
+            &mut tx,
+            ctx,
+            action,
+            Some(found.id.to_string()),
+            Some(found.office_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+}
+
+async fn insert_image(tx: &mut sqlx::AnyConnection, image: &Image) -> Result<(), CatalogError> {
+    let now = Timestamp::now().as_millis();
+    let size = |n: u64| i64::try_from(n).map_err(|e| CatalogError::corrupt("image", e));
+    sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+        .bind(image.stored_sha256.to_hex())
+        .bind(size(image.stored_size)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO images (id, case_id, office_id, uploaded_by, filename, media_type, sha256, size, \
+         stored_sha256, stored_size, metadata, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(image.id.to_string())
+    .bind(image.case_id.to_string())
+    .bind(image.office_id.to_string())
+    .bind(image.uploaded_by.to_string())
+    .bind(image.filename.clone())
+    .bind(image.media_type.as_str())
+    .bind(image.sha256.to_hex())
+    .bind(size(image.size)?)
+    .bind(image.stored_sha256.to_hex())
+    .bind(size(image.stored_size)?)
+    .bind(image.metadata.to_string())
+    .bind(image.received_at.as_millis())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, state, run_at, created_at, updated_at) \
+         VALUES ('derive', $1, 'queued', $2, $2, $2)",
+    )
+    .bind(serde_json::json!({ "image_id": image.id }).to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

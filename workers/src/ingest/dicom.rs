@@ -1,0 +1,179 @@
+//! Checking that a DICOM file is a well-formed Part 10 object, bounded.
+//!
+//! Two passes, both with dicom-rs and neither loading pixel data: a token
+//! walk over the whole data set that checks every element's length against
+//! the bytes actually in the file and bounds sequence nesting (so a forged
+//! length can never make a later reader allocate gigabytes), then a parse of
+//! everything before Pixel Data for the attributes Relay needs.
+
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::Tag;
+use dicom_object::{FileMetaTable, OpenFileOptions};
+use dicom_parser::StatefulDecode;
+use dicom_parser::dataset::LazyDataToken;
+use dicom_parser::dataset::lazy_read::LazyDataSetReader;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use serde_json::{Map, Value, json};
+
+use super::IngestError;
+use super::sniff::executable_preamble;
+
+fn invalid(message: impl Into<String>) -> IngestError {
+    IngestError::InvalidDicom(message.into())
+}
+
+/// Validates the file at `path`; returns the attributes for the receipt.
+pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
+    let io = |e: std::io::Error| invalid(format!("the DICOM file cannot be read: {e}"));
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut preamble = [0u8; 128];
+    std::io::Read::read_exact(&mut reader, &mut preamble).map_err(io)?;
+    if let Some(kind) = executable_preamble(&preamble) {
+        return Err(IngestError::ExecutablePreamble(kind));
+    }
+    let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| {
+        invalid(format!(
+            "the file meta information (group 0002) is invalid: {e}"
+        ))
+    })?;
+    let ts_uid = meta.transfer_syntax().to_owned();
+    let ts = TransferSyntaxRegistry
+        .get(&ts_uid)
+        .ok_or_else(|| invalid(format!("unknown transfer syntax {ts_uid}")))?;
+    if ts.is_unsupported() {
+        return Err(invalid(format!(
+            "transfer syntax {ts_uid} cannot be read (deflated data sets are not supported)"
+        )));
+    }
+    let start = reader.stream_position().map_err(io)?;
+    walk(&mut reader, ts, start, size, max_depth)?;
+
+    let object = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
+    let text = |tag: Tag| {
+        object
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let number = |tag: Tag| {
+        object
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_int::<i64>().ok())
+    };
+    let mut out = Map::new();
+    for (key, tag, name) in [
+        (
+            "sop_class_uid",
+            tags::SOP_CLASS_UID,
+            "SOP Class UID (0008,0016)",
+        ),
+        (
+            "sop_instance_uid",
+            tags::SOP_INSTANCE_UID,
+            "SOP Instance UID (0008,0018)",
+        ),
+        (
+            "study_instance_uid",
+            tags::STUDY_INSTANCE_UID,
+            "Study Instance UID (0020,000D)",
+        ),
+        (
+            "series_instance_uid",
+            tags::SERIES_INSTANCE_UID,
+            "Series Instance UID (0020,000E)",
+        ),
+    ] {
+        let value = text(tag).ok_or_else(|| invalid(format!("the data set has no {name}")))?;
+        out.insert(key.into(), json!(value));
+    }
+    if let Some(modality) = text(tags::MODALITY) {
+        out.insert("modality".into(), json!(modality));
+    }
+    for (key, tag) in [
+        ("rows", tags::ROWS),
+        ("columns", tags::COLUMNS),
+        ("number_of_frames", tags::NUMBER_OF_FRAMES),
+    ] {
+        if let Some(n) = number(tag) {
+            out.insert(key.into(), json!(n));
+        }
+    }
+    out.insert(
+        "transfer_syntax".into(),
+        json!(ts_uid.trim_end_matches('\0')),
+    );
+    Ok(Value::Object(out))
+}
+
+/// Walks every token from `start`, checking lengths and depth, reading no values.
+fn walk(
+    reader: &mut BufReader<File>,
+    ts: &dicom_encoding::TransferSyntax,
+    start: u64,
+    size: u64,
+    max_depth: usize,
+) -> Result<(), IngestError> {
+    reader
+        .seek(SeekFrom::Start(start))
+        .map_err(|e| invalid(format!("the DICOM file cannot be read: {e}")))?;
+    let mut tokens = LazyDataSetReader::new_with_ts(reader, ts)
+        .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
+    let mut depth = 0usize;
+    while let Some(token) = tokens.advance() {
+        let token = token.map_err(|e| invalid(format!("the DICOM data set is malformed: {e}")))?;
+        match token {
+            LazyDataToken::SequenceStart { .. }
+            | LazyDataToken::ItemStart { .. }
+            | LazyDataToken::PixelSequenceStart => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(invalid(format!(
+                        "sequences are nested deeper than {max_depth} levels"
+                    )));
+                }
+            }
+            LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
+            LazyDataToken::LazyValue { header, decoder } => {
+                let tag = header.tag;
+                let len = header
+                    .len
+                    .get()
+                    .ok_or_else(|| invalid(format!("element {tag} has an undefined length")))?;
+                check_fits(decoder.position(), len, size, &format!("element {tag}"))?;
+                decoder
+                    .skip_bytes(len)
+                    .map_err(|e| invalid(format!("element {tag} cannot be read: {e}")))?;
+            }
+            LazyDataToken::LazyItemValue { len, decoder } => {
+                check_fits(decoder.position(), len, size, "a pixel data fragment")?;
+                decoder
+                    .skip_bytes(len)
+                    .map_err(|e| invalid(format!("a pixel data fragment cannot be read: {e}")))?;
+            }
+            LazyDataToken::ElementHeader(_) => {}
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_fits(position: u64, len: u32, size: u64, what: &str) -> Result<(), IngestError> {
+    if position.saturating_add(u64::from(len)) > size {
+        return Err(invalid(format!(
+            "{what} claims {len} bytes at offset {position}, past the end of the {size}-byte file"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Removing where a photo was taken, losslessly.
+//!
+//! Only metadata is touched: the JPEG entropy-coded data and the PNG image
+//! chunks are copied byte for byte, so the decoded pixels are identical.
+//! EXIF keeps everything but its GPS block (orientation and capture time
+//! stay); XMP packets that carry a location are dropped whole, as are the
+//! legacy PNG text chunks that hide EXIF or XMP in hex.
+
+use bytes::{Bytes, BytesMut};
+use img_parts::jpeg::{Jpeg, JpegSegment, markers};
+use img_parts::png::{Png, PngChunk};
+
+use super::exif_gps::strip_gps;
+use crate::model::MediaType;
+
+const EXIF_HEADER: &[u8] = b"Exif\0\0";
+const XMP_HEADERS: [&[u8]; 2] = [
+    b"http://ns.adobe.com/xap/1.0/\0",
+    b"http://ns.adobe.com/xmp/extension/\0",
+];
+/// What marks an XMP packet as carrying a location.
+const XMP_LOCATION_MARKERS: [&[u8]; 6] = [
+    b"GPSLatitude",
+    b"GPSLongitude",
+    b"GPSAltitude",
+    b"LocationCreated",
+    b"LocationShown",
+    b"photoshop:City",
+];
+
+/// What removal found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// An EXIF GPS block was removed.
+    pub exif_gps: bool,
+    /// An XMP packet with a location was dropped.
+    pub xmp: bool,
+    /// The EXIF block could not be edited safely and was dropped whole.
+    pub exif_dropped: bool,
+}
+
+impl Removal {
+    pub fn changed(&self) -> bool {
+        self.exif_gps || self.xmp || self.exif_dropped
+    }
+}
+
+/// The photo without location metadata, or `None` when it carried none.
+/// `Err` when the container itself cannot be parsed.
+pub fn remove_location(bytes: Bytes, media: MediaType) -> Result<(Option<Bytes>, Removal), String> {
+    match media {
+        MediaType::Jpeg => jpeg(bytes),
+        MediaType::Png => png(bytes),
+        MediaType::Dicom => Ok((None, Removal::default())),
+    }
+}
+
+fn carries_location(packet: &[u8]) -> bool {
+    XMP_LOCATION_MARKERS
+        .iter()
+        .any(|m| packet.windows(m.len()).any(|w| w == *m))
+}
+
+/// Edits an EXIF TIFF block; `None` means drop the block.
+fn edit_exif(tiff: &[u8], removal: &mut Removal) -> Option<Vec<u8>> {
+    let mut edited = tiff.to_vec();
+    match strip_gps(&mut edited) {
+        Ok(stripped) => {
+            removal.exif_gps |= stripped;
+            Some(edited)
+        }
+        Err(_) => {
+            removal.exif_dropped = true;
+            None
+        }
+    }
+}
+
+fn jpeg(bytes: Bytes) -> Result<(Option<Bytes>, Removal), String> {
+    let mut jpeg =
+        Jpeg::from_bytes(bytes).map_err(|e| format!("the JPEG structure is invalid: {e}"))?;
+    let mut removal = Removal::default();
+    let mut kept = Vec::with_capacity(jpeg.segments().len());
+    for segment in jpeg.segments_mut().drain(..) {
+        let contents = segment.contents();
+        if segment.marker() == markers::APP1 && contents.starts_with(EXIF_HEADER) {
+            let before = removal;
+            match edit_exif(&contents[EXIF_HEADER.len()..], &mut removal) {
+                Some(tiff) if removal != before => {
+                    let mut new = BytesMut::from(EXIF_HEADER);
+                    new.extend_from_slice(&tiff);
+                    kept.push(JpegSegment::new_with_contents(markers::APP1, new.freeze()));
+                }
+                Some(_) => kept.push(segment),
+                None => {}
+            }
+        } else if segment.marker() == markers::APP1
+            && XMP_HEADERS.iter().any(|h| contents.starts_with(h))
+            && carries_location(contents)
+        {
+            removal.xmp = true;
+        } else {
+            kept.push(segment);
+        }
+    }
+    *jpeg.segments_mut() = kept;
+    Ok((removal.changed().then(|| jpeg.encoder().bytes()), removal))
+}
+
+fn png(bytes: Bytes) -> Result<(Option<Bytes>, Removal), String> {
+    let mut png =
+        Png::from_bytes(bytes).map_err(|e| format!("the PNG structure is invalid: {e}"))?;
+    let mut removal = Removal::default();
+    let mut kept = Vec::with_capacity(png.chunks().len());
+    for chunk in png.chunks_mut().drain(..) {
+        let kind = chunk.kind();
+        let contents = chunk.contents();
+        match &kind {
+            b"eXIf" => {
+                let before = removal;
+                match edit_exif(contents, &mut removal) {
+                    Some(tiff) if removal != before => {
+                        kept.push(PngChunk::new(kind, Bytes::from(tiff)))
+                    }
+                    Some(_) => kept.push(chunk),
+                    None => {}
+                }
+            }
+            b"iTXt" | b"tEXt" | b"zTXt" => {
+                let keyword = contents.split(|&b| b == 0).next().unwrap_or_default();
+                let is_xmp = keyword == b"XML:com.adobe.xmp";
+                let is_raw_profile = matches!(
+                    keyword,
+                    b"Raw profile type exif" | b"Raw profile type APP1" | b"Raw profile type xmp"
+                );
+                // A compressed XMP packet cannot be searched cheaply: drop it.
+                if is_raw_profile || (is_xmp && (kind == *b"zTXt" || carries_location(contents))) {
+                    removal.xmp |= is_xmp;
+                    removal.exif_dropped |= is_raw_profile;
+                } else {
+                    kept.push(chunk);
+                }
+            }
+            _ => kept.push(chunk),
+        }
+    }
+    *png.chunks_mut() = kept;
+    Ok((removal.changed().then(|| png.encoder().bytes()), removal))
+}

@@ -1,0 +1,125 @@
+//! Receiving an upload: bytes stream into a temporary file and through
+//! sha256 as they arrive. Memory stays flat whatever the size; the limit is
+//! enforced while streaming, so an oversized body is refused at the limit,
+//! not after it has been written.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::IngestError;
+use super::sniff::SNIFF_LEN;
+use crate::blob::BlobError;
+use crate::model::{Sha256, Sha256Hasher};
+
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// An upload held in a temporary file (removed when dropped).
+#[derive(Debug)]
+pub struct Spooled {
+    pub file: tempfile::NamedTempFile,
+    pub sha256: Sha256,
+    pub size: u64,
+    /// The first bytes, for sniffing.
+    pub head: Vec<u8>,
+}
+
+/// Streams `body` into a new file in `dir`, hashing as it goes.
+pub async fn spool<S, E>(body: S, dir: &Path, limit: u64) -> Result<Spooled, IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    let dir = dir.to_owned();
+    let file = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(dir))
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        .map_err(BlobError::io)?;
+    let handle = file.as_file().try_clone().map_err(BlobError::io)?;
+    let mut out =
+        tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(handle));
+    let mut hasher = Sha256Hasher::new();
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    let mut size = 0u64;
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| IngestError::Interrupted)?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        if head.len() < SNIFF_LEN {
+            let take = (SNIFF_LEN - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(BlobError::io)?;
+    }
+    out.flush().await.map_err(BlobError::io)?;
+    if size == 0 {
+        return Err(IngestError::Empty);
+    }
+    Ok(Spooled {
+        file,
+        sha256: hasher.finish(),
+        size,
+        head,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+
+    use super::*;
+
+    fn body(chunks: Vec<&'static [u8]>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+        stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))))
+    }
+
+    #[tokio::test]
+    async fn spools_hashes_and_keeps_the_head() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = spool(body(vec![b"hello ", b"world"]), dir.path(), 100)
+            .await
+            .expect("spooled");
+        assert_eq!(s.size, 11);
+        assert_eq!(s.sha256, Sha256::of(b"hello world"));
+        assert_eq!(s.head, b"hello world");
+        assert_eq!(std::fs::read(s.file.path()).expect("read"), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn refuses_past_the_limit_and_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let err = spool(body(vec![b"0123456789", b"0123456789"]), dir.path(), 15)
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, IngestError::TooLarge { limit: 15 }));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_body_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let chunks = vec![
+            Ok(Bytes::from_static(b"part")),
+            Err(std::io::Error::other("reset")),
+        ];
+        let err = spool(stream::iter(chunks), dir.path(), 100)
+            .await
+            .expect_err("interrupted");
+        assert!(matches!(err, IngestError::Interrupted));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        assert!(matches!(
+            spool(body(vec![]), dir.path(), 100).await,
+            Err(IngestError::Empty)
+        ));
+    }
+}
