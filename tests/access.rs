@@ -50,6 +50,11 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/cases/{id}", Scoped),
         route(Method::PATCH, "/api/v1/cases/{id}", Office),
         route(Method::POST, "/api/v1/cases/{id}/cancel", Office),
+        route(Method::POST, "/api/v1/cases/{id}/submit", Office),
+        route(Method::POST, "/api/v1/cases/{id}/images", Office),
+        route(Method::GET, "/api/v1/cases/{id}/images", Scoped),
+        route(Method::GET, "/api/v1/images/{id}", Scoped),
+        route(Method::GET, "/api/v1/images/{id}/original", Scoped),
         route(Method::GET, "/api/v1/audit", Admin),
     ]
 }
@@ -64,13 +69,40 @@ fn body_for(route: &Route) -> Option<Value> {
     }
 }
 
-async fn call(server: &Server, route: &Route, case: &str, token: &str) -> (u16, Value) {
-    let url = server.url(&route.path.replace("{id}", case));
+/// The case (or, for `/api/v1/images/…`, the image) a route is called on.
+struct Target {
+    case: String,
+    image: String,
+}
+
+async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (u16, Value) {
+    let id = if route.path.starts_with("/api/v1/images/") {
+        &target.image
+    } else {
+        &target.case
+    };
+    let url = server.url(&route.path.replace("{id}", id));
     let mut request = server.http.request(route.method.clone(), url);
-    if let Some(body) = body_for(route) {
+    if route.path.ends_with("/images") && route.method == Method::POST {
+        request = request
+            .header("content-type", "image/jpeg")
+            .body(support::fixture("photos/camera-plain.jpg"));
+    } else if let Some(body) = body_for(route) {
         request = request.json(&body);
     }
     server.send(request, token).await
+}
+
+/// A draft case with one image; returns the case and image ids.
+async fn case_with_image(server: &Server, token: &str) -> Target {
+    let case = server.create_case(token, "dermatology").await;
+    let image = server
+        .upload(token, &case, "photos/camera-gps.jpg", "image/jpeg")
+        .await;
+    Target {
+        case,
+        image: image["id"].as_str().expect("image id").to_owned(),
+    }
 }
 
 #[tokio::test]
@@ -119,9 +151,9 @@ async fn every_route_answers_as_its_access_says() {
     let server = relay.start();
 
     for r in routes() {
-        // A fresh draft per route, so cancel/patch do not interfere.
-        let case = server.create_case(&office, "dermatology").await;
-        let (status, body) = call(&server, &r, &case, "").await;
+        // A fresh draft per route, so cancel/patch/submit do not interfere.
+        let target = case_with_image(&server, &office).await;
+        let (status, body) = call(&server, &r, &target, "").await;
         match r.access {
             Access::Public => assert_eq!(status, 200, "{} {}: {body}", r.method, r.path),
             _ => {
@@ -133,16 +165,17 @@ async fn every_route_answers_as_its_access_says() {
                 assert_eq!(body["error"], "unauthorized");
             }
         }
-        let (with_office, _) = call(&server, &r, &case, &office).await;
-        let (with_specialist, _) = call(&server, &r, &case, &specialist).await;
-        let (with_admin, _) = call(&server, &r, &case, &admin).await;
+        let (with_office, _) = call(&server, &r, &target, &office).await;
+        let (with_specialist, _) = call(&server, &r, &target, &specialist).await;
+        let (with_admin, _) = call(&server, &r, &target, &admin).await;
         let expected = match r.access {
             Access::Public | Access::Scoped => (2, 2, 2),
             Access::Office => (2, 4, 4),
             Access::Admin => (4, 4, 2),
         };
         let got = (with_office / 100, with_specialist / 100, with_admin / 100);
-        // A specialist reading a draft gets 404: drafts are not theirs yet.
+        // A specialist reading a draft (or its images) gets 404: drafts are
+        // not theirs yet.
         let expected = if r.access == Access::Scoped && r.path.contains("{id}") {
             (expected.0, 4, expected.2)
         } else {
@@ -162,32 +195,37 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
     let (_, owner_user, owner) = relay.office_with_user("Owner Clinic");
     let (_, intruder_user, intruder) = relay.office_with_user("Other Clinic");
     let server = relay.start();
-    let case = server.create_case(&owner, "dermatology").await;
+    let target = case_with_image(&server, &owner).await;
+    let case = target.case.clone();
     let (_, before) = server.get(&format!("/api/v1/cases/{case}"), &owner).await;
+    let blobs_before = support::files_under(&relay.data_dir().join("blobs/sha256"));
 
     let case_routes: Vec<Route> = routes()
         .into_iter()
         .filter(|r| r.path.contains("{id}"))
         .collect();
-    assert!(case_routes.len() >= 3);
+    assert!(case_routes.len() >= 8);
+    let nowhere = Target {
+        case: "01a20000-0000-7000-8000-000000000000".to_owned(),
+        image: "01a20000-0000-7000-8000-000000000001".to_owned(),
+    };
     for r in &case_routes {
-        let (status, body) = call(&server, r, &case, &intruder).await;
+        let (status, body) = call(&server, r, &target, &intruder).await;
         assert_eq!(
             status, 404,
             "{} {} by another office: {body}",
             r.method, r.path
         );
         assert_eq!(body["error"], "not_found");
-        // Indistinguishable from a case that does not exist.
-        let (status, missing) = call(
-            &server,
-            r,
-            "01a20000-0000-7000-8000-000000000000",
-            &intruder,
-        )
-        .await;
+        // Indistinguishable from a case or image that does not exist.
+        let (status, missing) = call(&server, r, &nowhere, &intruder).await;
         assert_eq!((status, &missing), (404, &body), "{} {}", r.method, r.path);
     }
+    assert_eq!(
+        support::files_under(&relay.data_dir().join("blobs/sha256")),
+        blobs_before,
+        "a refused upload stored a blob"
+    );
     let (_, listing) = server.get("/api/v1/cases", &intruder).await;
     assert_eq!(listing["total"], 0);
     assert_eq!(listing["items"], json!([]));
@@ -195,13 +233,15 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
     let (_, after) = server.get(&format!("/api/v1/cases/{case}"), &owner).await;
     assert_eq!(before, after, "a refused request changed the case");
     let mut db = relay.database().await;
-    let intruder_events: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE actor = ? AND object_id = ?")
-            .bind(&intruder_user)
-            .bind(&case)
-            .fetch_one(&mut db)
-            .await
-            .expect("count");
+    let intruder_events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE actor = ? AND object_id IN (?, ?)",
+    )
+    .bind(&intruder_user)
+    .bind(&case)
+    .bind(&target.image)
+    .fetch_one(&mut db)
+    .await
+    .expect("count");
     assert_eq!(
         intruder_events, 0,
         "a refused request was recorded as access to the case"

@@ -80,13 +80,14 @@ pub async fn upload_images(
             .map_err(|e| IngestError::BadDigestHeader(format!("invalid Content-Digest: {e}")))?,
         None => None,
     };
+    let mut body = request.into_body().into_data_stream();
     let upload = Upload {
         declared,
         filename: params.filename,
         client_digest,
-        body: request.into_body().into_data_stream(),
+        body: &mut body,
     };
-    let ingested = state
+    let result = state
         .ingest
         .ingest(
             &caller.audit,
@@ -95,7 +96,14 @@ pub async fn upload_images(
             case,
             upload,
         )
-        .await?;
+        .await;
+    let ingested = match result {
+        Ok(ingested) => ingested,
+        Err(error) => {
+            drain(&mut body).await;
+            return Err(error.into());
+        }
+    };
     let status = if ingested.created {
         StatusCode::CREATED
     } else {
@@ -111,6 +119,25 @@ pub async fn upload_images(
         ),
     ];
     Ok((status, headers, Json(image)).into_response())
+}
+
+/// How much of a refused upload's unread body is read and discarded so the
+/// client receives the refusal (closing a socket with unread data resets it,
+/// and the client would see a broken connection instead of the answer).
+const DRAIN_LIMIT: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain(body: &mut axum::body::BodyDataStream) {
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            drained += chunk.len();
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Each file part goes through ingest in turn. Files before a refused one

@@ -257,6 +257,25 @@ impl Server {
         body["id"].as_str().expect("case id").to_owned()
     }
 
+    /// Uploads a fixture into a case; requires 201 and returns the receipt.
+    pub async fn upload(
+        &self,
+        token: &str,
+        case: &str,
+        fixture_path: &str,
+        content_type: &str,
+    ) -> Value {
+        let name = fixture_path.rsplit('/').next().unwrap_or(fixture_path);
+        let request = self
+            .http
+            .post(self.url(&format!("/api/v1/cases/{case}/images?filename={name}")))
+            .header("content-type", content_type)
+            .body(fixture(fixture_path));
+        let (status, body) = self.send(request, token).await;
+        assert_eq!(status, 201, "upload of {fixture_path}: {body}");
+        body
+    }
+
     /// Stops the server, then hands its complete log to `check`.
     pub fn stop_and_then(self, check: impl FnOnce(&str)) {
         let log = self.log.clone();
@@ -312,6 +331,49 @@ pub fn referral(specialty: &str) -> Value {
             "allergies": "penicillin"
         }
     })
+}
+
+/// The bytes of a file under `fixtures/`.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
+}
+
+/// The good DICOM fixtures, as paths under `fixtures/`.
+pub fn dicom_fixtures() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".dcm"))
+        .map(|n| format!("dicom/{n}"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every file below `dir` (recursively), sorted; empty when `dir` is absent.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Counts the rows of a table.

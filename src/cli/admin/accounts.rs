@@ -22,6 +22,14 @@ pub enum OfficeCommand {
     },
     /// List offices as JSON lines.
     List,
+    /// Change an office's settings; prints its id.
+    Update {
+        #[arg(long, value_name = "OFFICE_ID")]
+        office: String,
+        /// Remove location (EXIF GPS, XMP) from this office's photos (default true).
+        #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
+        strip_location: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +88,26 @@ pub async fn office(catalog: &dyn Catalog, command: OfficeCommand) -> anyhow::Re
         }
         OfficeCommand::List => {
             json_lines(catalog.list_offices().await?)?;
+        }
+        OfficeCommand::Update {
+            office,
+            strip_location,
+        } => {
+            let id = parse_id::<OfficeId>(&office, "--office")?;
+            catalog
+                .set_strip_location(&AuditContext::operator(), id, strip_location)
+                .await
+                .map_err(|e| match e.is_not_found() {
+                    true => {
+                        anyhow::anyhow!("no such office; list them with 'relay admin office list'")
+                    }
+                    false => e.into(),
+                })?;
+            match strip_location {
+                true => eprintln!("office {id}: location is removed from photos"),
+                false => eprintln!("office {id}: photos are stored with their location metadata"),
+            }
+            println!("{id}");
         }
     }
     Ok(ExitCode::SUCCESS)
