@@ -283,6 +283,13 @@ impl Server {
         check(&log.lock().expect("log lock"));
     }
 
+    /// Kills the server with SIGKILL, as a power cut or the OOM killer
+    /// would: no shutdown code runs.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
     /// Stops the server as an orchestrator would (SIGTERM) and waits.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
