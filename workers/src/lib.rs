@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod blob;
 pub mod catalog;
+pub mod derive;
 pub mod ingest;
 pub mod model;
 pub mod token;

@@ -1,0 +1,1 @@
+//! Derivatives: what a viewer sees, made from the stored original.
