@@ -16,4 +16,5 @@ pub mod catalog;
 pub mod derive;
 pub mod ingest;
 pub mod model;
+pub mod queue;
 pub mod token;

@@ -21,7 +21,10 @@ use crate::model::{
     CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Image, ImageId, Name, NewUser,
     Office, OfficeId, Principal, Timestamp, TokenId, User, UserId,
 };
+use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::token::{IssuedToken, SecretDigest};
+
+use std::time::Duration;
 
 /// Offices, users and tokens.
 #[async_trait]
@@ -158,9 +161,43 @@ pub trait AuditLog: Send + Sync {
     async fn verify_chain(&self) -> Result<ChainReport, CatalogError>;
 }
 
+/// Background jobs: claimed under a lease from the database clock.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Adds a job ready to run now.
+    async fn enqueue(&self, kind: &str, payload: &serde_json::Value, max_attempts: u32) -> Result<i64, CatalogError>;
+    /// Claims up to `limit` ready jobs of `kinds` for `worker`, under a lease
+    /// of `lease`. Jobs whose lease expired count as ready; an expired job
+    /// with no attempts left is marked dead instead.
+    async fn claim(
+        &self,
+        kinds: &[&str],
+        worker: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedJob>, CatalogError>;
+    /// Extends a lease; `false` when `worker` no longer holds the job.
+    async fn heartbeat(&self, id: i64, worker: &str, lease: Duration) -> Result<bool, CatalogError>;
+    /// Marks a job done; `false` when `worker` no longer held it.
+    async fn complete(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
+    /// Records a failed attempt: queued again at `retry_in`, or dead when `None`.
+    async fn fail(&self, id: i64, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool, CatalogError>;
+    /// Gives a running job back without counting the attempt (shutdown).
+    async fn release(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, CatalogError>;
+    async fn get_job(&self, id: i64) -> Result<JobRecord, CatalogError>;
+    /// A dead or cancelled job runs again, with fresh attempts.
+    async fn retry_job(&self, id: i64) -> Result<JobRecord, CatalogError>;
+    /// Every dead job runs again; returns how many.
+    async fn retry_dead(&self) -> Result<u64, CatalogError>;
+    /// A queued or dead job will not run.
+    async fn cancel_job(&self, id: i64) -> Result<JobRecord, CatalogError>;
+    async fn queue_stats(&self) -> Result<Vec<KindStats>, CatalogError>;
+}
+
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
-pub trait Catalog: Accounts + Cases + Images + AuditLog {
+pub trait Catalog: Accounts + Cases + Images + AuditLog + Queue {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 }

@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod cases;
 mod images;
+mod queue;
 mod rows;
 
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub(crate) struct Dialect {
     pub(crate) select_chain_head: &'static str,
     /// Reads a case in scope, locking the row for the rest of the transaction.
     pub(crate) select_case_for_update: &'static str,
+    /// The job queue's statements.
+    pub(crate) queue: &'static queue::QueueSql,
 }
 
 const SQLITE: Dialect = Dialect {
@@ -59,6 +62,7 @@ const SQLITE: Dialect = Dialect {
         " FROM cases WHERE id = $1 AND ",
         cases::scoped!()
     ),
+    queue: &queue::SQLITE_QUEUE,
 };
 
 /// The catalog on a SQL database.
