@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_workers::audit::run_sealer;
+use relay_workers::blob::BlobStore;
 use relay_workers::catalog::SqlCatalog;
 use relay_workers::ingest::{Ingest, IngestLimits};
+use relay_workers::queue::{Runner, RunnerConfig};
+use relay_workers::stages::{StageDeps, registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +45,26 @@ pub struct App {
     listener: TcpListener,
     catalog: Arc<SqlCatalog>,
     state: AppState,
+    /// The in-process worker, unless disabled (`--workers 0`).
+    runner: Option<Runner>,
     request_timeout: Duration,
+}
+
+/// A worker over the stages' registry, for `relay serve` and `relay worker`.
+pub fn worker_runner(
+    catalog: &Arc<SqlCatalog>,
+    blobs: &Arc<dyn BlobStore>,
+    concurrency: usize,
+) -> Runner {
+    let deps = StageDeps {
+        catalog: catalog.clone(),
+        blobs: blobs.clone(),
+    };
+    let config = RunnerConfig {
+        concurrency,
+        ..RunnerConfig::default()
+    };
+    Runner::new(catalog.clone(), registry(&deps), config)
 }
 
 impl App {
@@ -73,16 +95,19 @@ impl App {
             ..IngestLimits::default()
         };
         let ingest = Ingest::new(catalog.clone(), blobs.clone(), limits);
+        let runner = (config.workers > 0).then(|| worker_runner(&catalog, &blobs, config.workers));
         let state = AppState {
             catalog: catalog.clone(),
             blobs,
             ingest,
             metrics: Arc::new(Metrics::new()),
+            runner_stats: runner.as_ref().map(Runner::stats),
         };
         Ok(Self {
             listener,
             catalog,
             state,
+            runner,
             request_timeout: config.request_timeout,
         })
     }
@@ -104,12 +129,18 @@ impl App {
             SEAL_INTERVAL,
             stop.clone(),
         ));
+        let worker = self.runner.map(|r| tokio::spawn(r.run(stop.clone())));
         let service = router(self.state, self.request_timeout)
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         stop.cancel();
+        if let Some(worker) = worker
+            && let Err(error) = worker.await
+        {
+            tracing::error!(%error, "worker stopped abnormally");
+        }
         if let Err(error) = sealer.await {
             tracing::error!(%error, "audit sealer stopped abnormally");
         }

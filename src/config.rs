@@ -19,6 +19,7 @@ pub const DEFAULT_DATA_DIR: &str = "relay-data";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
+const DEFAULT_WORKERS: usize = 2;
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -33,6 +34,8 @@ pub struct Config {
     pub max_connections: u32,
     /// Largest image upload, in bytes.
     pub max_upload_bytes: u64,
+    /// Jobs this process runs at once (0: run no worker in `relay serve`).
+    pub workers: usize,
 }
 
 impl fmt::Debug for Config {
@@ -45,6 +48,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -64,6 +68,7 @@ pub struct FileConfig {
     pub request_timeout: Option<Duration>,
     pub max_connections: Option<u32>,
     pub max_upload_bytes: Option<u64>,
+    pub workers: Option<usize>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -78,6 +83,7 @@ pub struct Overrides {
     pub request_timeout: Option<Duration>,
     pub max_connections: Option<u32>,
     pub max_upload_bytes: Option<u64>,
+    pub workers: Option<usize>,
 }
 
 /// The configuration cannot be loaded.
@@ -150,13 +156,14 @@ impl Config {
                 .max_upload_bytes
                 .or(file.max_upload_bytes)
                 .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+            workers: over.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -164,6 +171,7 @@ impl Config {
             humantime::format_duration(self.request_timeout),
             self.max_connections,
             self.max_upload_bytes,
+            self.workers,
         )
     }
 }

@@ -177,7 +177,7 @@ async fn upload_until_failure(
 ) -> (Vec<(String, String)>, Vec<Attempt>) {
     let mut acked = Vec::new();
     loop {
-        let referral = support::referral(if client % 2 == 0 {
+        let referral = support::referral(if client.is_multiple_of(2) {
             "dermatology"
         } else {
             "radiology"

@@ -3,8 +3,10 @@
 //! prints what the layered configuration resolves to.
 
 mod admin;
+mod jobs;
 mod output;
 mod serve;
+mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +64,11 @@ pub struct StoreArgs {
 pub enum Command {
     /// Run the HTTP server (and its background work).
     Serve(ServeArgs),
+    /// Run background jobs (derive…) without the HTTP server.
+    Worker(ServeArgs),
+    /// See and steer the job queue.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Manage offices, users, tokens and the audit trail.
     Admin(admin::AdminArgs),
     /// Inspect the effective configuration.
@@ -75,6 +82,9 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "RELAY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Jobs run at once by this process; 0 runs no worker in `serve` [default: 2]
+    #[arg(long, env = "RELAY_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
     /// Largest image upload in bytes [default: 2147483648]
     #[arg(long, env = "RELAY_MAX_UPLOAD_BYTES", value_name = "BYTES")]
     pub max_upload_bytes: Option<u64>,
@@ -94,7 +104,7 @@ impl Cli {
     /// tools stay quiet so their stderr is only what they mean to say.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Serve(_) => "info",
+            Command::Serve(_) | Command::Worker(_) => "info",
             _ => "warn",
         }
     }
@@ -105,6 +115,15 @@ impl Cli {
                 let config = Config::load(&overrides(&self.store, &serve))?;
                 serve::run(config).await?;
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Worker(args) => {
+                let config = Config::load(&overrides(&self.store, &args))?;
+                worker::run(config).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Jobs(command) => {
+                let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
+                jobs::run(&config, command).await
             }
             Command::Admin(admin) => {
                 let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
@@ -130,6 +149,7 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         request_timeout: serve.request_timeout,
         max_connections: store.max_connections,
         max_upload_bytes: serve.max_upload_bytes,
+        workers: serve.workers,
     }
 }
 

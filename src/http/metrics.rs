@@ -12,8 +12,11 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use relay_workers::queue::KindStats;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -28,6 +31,17 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The app's metrics and the registry that exports them.
@@ -37,6 +51,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     integrity_failures: Counter,
+    jobs: Family<JobLabels, Gauge>,
+    oldest_job: Family<KindLabels, Gauge<f64, AtomicU64>>,
+    job_runs: Family<JobLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,11 +88,28 @@ impl Metrics {
             "Blobs whose bytes no longer matched their sha256 when read",
             integrity_failures.clone(),
         );
+        let jobs = Family::<JobLabels, Gauge>::default();
+        registry.register("jobs", "Jobs in the queue, by kind and state", jobs.clone());
+        let oldest_job = Family::<KindLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "jobs_oldest_queued_seconds",
+            "Age of the oldest job ready to run, by kind",
+            oldest_job.clone(),
+        );
+        let job_runs = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "job_runs",
+            "Job attempts this process ran since it started, by kind and outcome (done, failed)",
+            job_runs.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             integrity_failures,
+            jobs,
+            oldest_job,
+            job_runs,
         }
     }
 
@@ -103,6 +137,43 @@ impl Metrics {
     /// Counts a blob that failed verification on read.
     pub fn integrity_failure(&self) {
         self.integrity_failures.inc();
+    }
+
+    /// Sets the queue gauges from the catalog's numbers.
+    pub fn observe_queue(&self, stats: &[KindStats]) {
+        for s in stats {
+            for (state, n) in [
+                ("queued", s.queued),
+                ("running", s.running),
+                ("dead", s.dead),
+            ] {
+                self.jobs
+                    .get_or_create(&JobLabels {
+                        kind: s.kind.clone(),
+                        state: state.to_owned(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            self.oldest_job
+                .get_or_create(&KindLabels {
+                    kind: s.kind.clone(),
+                })
+                .set(s.oldest_queued_seconds);
+        }
+    }
+
+    /// Sets the per-process job counters from the worker.
+    pub fn observe_runs(&self, runs: &[(String, u64, u64)]) {
+        for (kind, done, failed) in runs {
+            for (outcome, n) in [("done", done), ("failed", failed)] {
+                self.job_runs
+                    .get_or_create(&JobLabels {
+                        kind: kind.clone(),
+                        state: outcome.to_owned(),
+                    })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// The OpenMetrics text exposition.
@@ -139,6 +210,13 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<super::AppState>) -> Response {
+    match state.catalog.queue_stats().await {
+        Ok(stats) => state.metrics.observe_queue(&stats),
+        Err(error) => tracing::warn!(%error, "queue metrics unavailable"),
+    }
+    if let Some(runs) = &state.runner_stats {
+        state.metrics.observe_runs(&runs.snapshot());
+    }
     (
         [(
             header::CONTENT_TYPE,

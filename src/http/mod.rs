@@ -9,6 +9,7 @@ pub mod error;
 mod extract;
 mod health;
 mod images;
+mod jobs;
 mod me;
 pub mod metrics;
 
@@ -24,6 +25,7 @@ use axum::routing::get;
 use relay_workers::blob::BlobStore;
 use relay_workers::catalog::Catalog;
 use relay_workers::ingest::Ingest;
+use relay_workers::queue::RunnerStats;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
+    /// The in-process worker's counters, when this process runs one.
+    pub runner_stats: Option<Arc<RunnerStats>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for AppState {
         (name = "cases", description = "Consult cases, scoped to the caller's office or specialty"),
         (name = "images", description = "Photos and DICOM attached to cases, stored by sha256"),
         (name = "audit", description = "The tamper-evident audit trail (administrators)"),
+        (name = "admin", description = "Operating Relay: the job queue (administrators)"),
         (name = "accounts", description = "The signed-in account"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -99,6 +104,11 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(images::list_images))
         .routes(routes!(images::get_image))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::retry_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_dead))
         .routes(routes!(me::me))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

@@ -17,4 +17,5 @@ pub mod derive;
 pub mod ingest;
 pub mod model;
 pub mod queue;
+pub mod stages;
 pub mod token;

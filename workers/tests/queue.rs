@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay_workers::catalog::{PoolSettings, Queue, SqlCatalog};
-use relay_workers::queue::{Job, JobError, JobFilter, JobState, Outcome, Registry, Runner, RunnerConfig, Typed};
+use relay_workers::queue::{
+    Job, JobError, JobFilter, JobState, Outcome, Registry, Runner, RunnerConfig, Typed,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,7 +26,11 @@ impl Job for Probe {
 
 async fn catalog(dir: &tempfile::TempDir) -> Arc<SqlCatalog> {
     let url = format!("sqlite://{}", dir.path().join("relay.db").display());
-    Arc::new(SqlCatalog::connect(&url, &PoolSettings::default()).await.expect("catalog"))
+    Arc::new(
+        SqlCatalog::connect(&url, &PoolSettings::default())
+            .await
+            .expect("catalog"),
+    )
 }
 
 fn config(worker: &str) -> RunnerConfig {
@@ -37,13 +43,25 @@ fn config(worker: &str) -> RunnerConfig {
     }
 }
 
-fn runner(catalog: &Arc<SqlCatalog>, worker: &str, handler: impl relay_workers::queue::Handler + 'static) -> Runner {
-    Runner::new(catalog.clone(), Registry::new().register(handler), config(worker))
+fn runner(
+    catalog: &Arc<SqlCatalog>,
+    worker: &str,
+    handler: impl relay_workers::queue::Handler + 'static,
+) -> Runner {
+    Runner::new(
+        catalog.clone(),
+        Registry::new().register(handler),
+        config(worker),
+    )
 }
 
 async fn enqueue(catalog: &SqlCatalog, n: u32) -> i64 {
     catalog
-        .enqueue(Probe::KIND, &serde_json::json!({ "n": n }), Probe::MAX_ATTEMPTS)
+        .enqueue(
+            Probe::KIND,
+            &serde_json::json!({ "n": n }),
+            Probe::MAX_ATTEMPTS,
+        )
         .await
         .expect("enqueue")
 }
@@ -55,13 +73,17 @@ async fn a_job_runs_once_and_is_done() {
     let id = enqueue(&catalog, 7).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let r = runner(&catalog, "w1", Typed::new(move |job: Probe| {
-        let sink = sink.clone();
-        async move {
-            sink.lock().expect("lock").push(job.n);
-            Ok(())
-        }
-    }));
+    let r = runner(
+        &catalog,
+        "w1",
+        Typed::new(move |job: Probe| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().expect("lock").push(job.n);
+                Ok(())
+            }
+        }),
+    );
     assert_eq!(r.run_once().await.expect("run"), Outcome::Done(id));
     assert_eq!(r.run_once().await.expect("run"), Outcome::Idle);
     assert_eq!(*seen.lock().expect("lock"), vec![7]);
@@ -76,16 +98,20 @@ async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries() 
     let id = enqueue(&catalog, 1).await;
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = fail.clone();
-    let r = runner(&catalog, "w1", Typed::new(move |_: Probe| {
-        let flag = flag.clone();
-        async move {
-            if flag.load(Ordering::SeqCst) {
-                Err(JobError::Retryable("store unreachable".into()))
-            } else {
-                Ok(())
+    let r = runner(
+        &catalog,
+        "w1",
+        Typed::new(move |_: Probe| {
+            let flag = flag.clone();
+            async move {
+                if flag.load(Ordering::SeqCst) {
+                    Err(JobError::Retryable("store unreachable".into()))
+                } else {
+                    Ok(())
+                }
             }
-        }
-    }));
+        }),
+    );
     let before = relay_workers::model::Timestamp::now();
     assert_eq!(r.run_once().await.expect("run"), Outcome::Retrying(id));
     let job = catalog.get_job(id).await.expect("job");
@@ -104,7 +130,11 @@ async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries() 
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!((job.state, job.attempts), (JobState::Dead, 3));
     let dead = catalog
-        .list_jobs(&JobFilter { state: Some(JobState::Dead), kind: None, limit: 10 })
+        .list_jobs(&JobFilter {
+            state: Some(JobState::Dead),
+            kind: None,
+            limit: 10,
+        })
         .await
         .expect("list");
     assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
@@ -114,7 +144,10 @@ async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries() 
     let job = catalog.retry_job(id).await.expect("retry");
     assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
     assert_eq!(r.run_once().await.expect("run"), Outcome::Done(id));
-    assert!(catalog.retry_job(id).await.is_err(), "a done job is not retried");
+    assert!(
+        catalog.retry_job(id).await.is_err(),
+        "a done job is not retried"
+    );
 }
 
 /// Moves a queued job's run_at into the past (the backoff, fast-forwarded).
@@ -122,7 +155,11 @@ async fn make_ready(dir: &tempfile::TempDir, id: i64) {
     use sqlx::Connection;
     let url = format!("sqlite://{}", dir.path().join("relay.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("db");
-    sqlx::query("UPDATE jobs SET run_at = 0 WHERE id = ?").bind(id).execute(&mut conn).await.expect("ready");
+    sqlx::query("UPDATE jobs SET run_at = 0 WHERE id = ?")
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .expect("ready");
 }
 
 #[tokio::test]
@@ -130,14 +167,22 @@ async fn fatal_errors_are_dead_at_once() {
     let dir = tempfile::tempdir().expect("dir");
     let catalog = catalog(&dir).await;
     let id = enqueue(&catalog, 1).await;
-    let r = runner(&catalog, "w1", Typed::new(|_: Probe| async { Err(JobError::Fatal("unsupported transfer syntax".into())) }));
+    let r = runner(
+        &catalog,
+        "w1",
+        Typed::new(|_: Probe| async { Err(JobError::Fatal("unsupported transfer syntax".into())) }),
+    );
     assert_eq!(r.run_once().await.expect("run"), Outcome::Dead(id));
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!((job.state, job.attempts), (JobState::Dead, 1));
     assert_eq!(catalog.retry_dead().await.expect("retry all"), 1);
     let job = catalog.cancel_job(id).await.expect("cancel");
     assert_eq!(job.state, JobState::Cancelled);
-    assert_eq!(r.run_once().await.expect("run"), Outcome::Idle, "a cancelled job does not run");
+    assert_eq!(
+        r.run_once().await.expect("run"),
+        Outcome::Idle,
+        "a cancelled job does not run"
+    );
 }
 
 #[tokio::test]
@@ -146,14 +191,22 @@ async fn a_panic_fails_its_job_and_the_worker_goes_on() {
     let catalog = catalog(&dir).await;
     let bad = enqueue(&catalog, 0).await;
     let good = enqueue(&catalog, 1).await;
-    let r = runner(&catalog, "w1", Typed::new(|job: Probe| async move {
-        assert!(job.n != 0, "boom on job zero");
-        Ok(())
-    }));
+    let r = runner(
+        &catalog,
+        "w1",
+        Typed::new(|job: Probe| async move {
+            assert!(job.n != 0, "boom on job zero");
+            Ok(())
+        }),
+    );
     assert_eq!(r.run_once().await.expect("run"), Outcome::Retrying(bad));
     assert_eq!(r.run_once().await.expect("run"), Outcome::Done(good));
     let job = catalog.get_job(bad).await.expect("job");
-    assert!(job.last_error.expect("error").contains("panicked: boom on job zero"));
+    assert!(
+        job.last_error
+            .expect("error")
+            .contains("panicked: boom on job zero")
+    );
 }
 
 #[tokio::test]
@@ -162,14 +215,38 @@ async fn an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish() {
     let catalog = catalog(&dir).await;
     let id = enqueue(&catalog, 1).await;
     // A worker claims with a short lease and "dies" (never completes).
-    let claimed = catalog.claim(&["probe"], "dead-worker", Duration::from_millis(200), 1).await.expect("claim");
+    let claimed = catalog
+        .claim(&["probe"], "dead-worker", Duration::from_millis(200), 1)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 1);
-    assert!(catalog.claim(&["probe"], "w2", Duration::from_secs(30), 1).await.expect("claim").is_empty(), "still leased");
+    assert!(
+        catalog
+            .claim(&["probe"], "w2", Duration::from_secs(30), 1)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "still leased"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = catalog.claim(&["probe"], "w2", Duration::from_secs(30), 1).await.expect("claim");
-    assert_eq!(again.iter().map(|j| (j.id, j.attempt)).collect::<Vec<_>>(), vec![(id, 2)]);
-    assert!(!catalog.heartbeat(id, "dead-worker", Duration::from_secs(30)).await.expect("beat"));
-    assert!(!catalog.complete(id, "dead-worker").await.expect("complete"), "the old holder cannot complete");
+    let again = catalog
+        .claim(&["probe"], "w2", Duration::from_secs(30), 1)
+        .await
+        .expect("claim");
+    assert_eq!(
+        again.iter().map(|j| (j.id, j.attempt)).collect::<Vec<_>>(),
+        vec![(id, 2)]
+    );
+    assert!(
+        !catalog
+            .heartbeat(id, "dead-worker", Duration::from_secs(30))
+            .await
+            .expect("beat")
+    );
+    assert!(
+        !catalog.complete(id, "dead-worker").await.expect("complete"),
+        "the old holder cannot complete"
+    );
     assert!(catalog.complete(id, "w2").await.expect("complete"));
 }
 
@@ -177,10 +254,22 @@ async fn an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish() {
 async fn a_lost_worker_on_the_last_attempt_leaves_the_job_dead() {
     let dir = tempfile::tempdir().expect("dir");
     let catalog = catalog(&dir).await;
-    let id = catalog.enqueue("probe", &serde_json::json!({"n": 1}), 1).await.expect("enqueue");
-    catalog.claim(&["probe"], "dead-worker", Duration::from_millis(100), 1).await.expect("claim");
+    let id = catalog
+        .enqueue("probe", &serde_json::json!({"n": 1}), 1)
+        .await
+        .expect("enqueue");
+    catalog
+        .claim(&["probe"], "dead-worker", Duration::from_millis(100), 1)
+        .await
+        .expect("claim");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(catalog.claim(&["probe"], "w2", Duration::from_secs(30), 1).await.expect("claim").is_empty());
+    assert!(
+        catalog
+            .claim(&["probe"], "w2", Duration::from_secs(30), 1)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!(job.state, JobState::Dead);
     assert!(job.last_error.expect("error").contains("lease expired"));
@@ -191,7 +280,10 @@ async fn released_jobs_run_again_without_losing_an_attempt() {
     let dir = tempfile::tempdir().expect("dir");
     let catalog = catalog(&dir).await;
     let id = enqueue(&catalog, 1).await;
-    catalog.claim(&["probe"], "w1", Duration::from_secs(30), 1).await.expect("claim");
+    catalog
+        .claim(&["probe"], "w1", Duration::from_secs(30), 1)
+        .await
+        .expect("claim");
     assert!(catalog.release(id, "w1").await.expect("release"));
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
@@ -237,10 +329,22 @@ async fn two_workers_never_run_the_same_job_at_once() {
     for w in workers {
         w.await.expect("worker");
     }
-    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "a job ran twice at once");
-    assert_eq!(runs.load(Ordering::SeqCst), total, "every job ran exactly once");
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "a job ran twice at once"
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        total,
+        "every job ran exactly once"
+    );
     let done = catalog
-        .list_jobs(&JobFilter { state: Some(JobState::Done), kind: None, limit: 1000 })
+        .list_jobs(&JobFilter {
+            state: Some(JobState::Done),
+            kind: None,
+            limit: 1000,
+        })
         .await
         .expect("list");
     assert_eq!(done.len(), total as usize);
@@ -274,7 +378,10 @@ async fn shutdown_releases_what_does_not_finish_in_the_grace_period() {
     shutdown.cancel();
     worker.await.expect("worker");
     let job = catalog.get_job(id).await.expect("job");
-    assert_eq!((job.state, job.attempts, job.worker), (JobState::Queued, 0, None));
+    assert_eq!(
+        (job.state, job.attempts, job.worker),
+        (JobState::Queued, 0, None)
+    );
 }
 
 #[tokio::test]
@@ -286,6 +393,13 @@ async fn stats_report_depth_and_age() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let stats = catalog.queue_stats().await.expect("stats");
     assert_eq!(stats.len(), 1);
-    assert_eq!((stats[0].kind.as_str(), stats[0].queued, stats[0].running), ("probe", 2, 0));
-    assert!(stats[0].oldest_queued_seconds >= 0.04, "{}", stats[0].oldest_queued_seconds);
+    assert_eq!(
+        (stats[0].kind.as_str(), stats[0].queued, stats[0].running),
+        ("probe", 2, 0)
+    );
+    assert!(
+        stats[0].oldest_queued_seconds >= 0.04,
+        "{}",
+        stats[0].oldest_queued_seconds
+    );
 }

@@ -165,7 +165,12 @@ pub trait AuditLog: Send + Sync {
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Adds a job ready to run now.
-    async fn enqueue(&self, kind: &str, payload: &serde_json::Value, max_attempts: u32) -> Result<i64, CatalogError>;
+    async fn enqueue(
+        &self,
+        kind: &str,
+        payload: &serde_json::Value,
+        max_attempts: u32,
+    ) -> Result<i64, CatalogError>;
     /// Claims up to `limit` ready jobs of `kinds` for `worker`, under a lease
     /// of `lease`. Jobs whose lease expired count as ready; an expired job
     /// with no attempts left is marked dead instead.
@@ -177,11 +182,18 @@ pub trait Queue: Send + Sync {
         limit: u32,
     ) -> Result<Vec<ClaimedJob>, CatalogError>;
     /// Extends a lease; `false` when `worker` no longer holds the job.
-    async fn heartbeat(&self, id: i64, worker: &str, lease: Duration) -> Result<bool, CatalogError>;
+    async fn heartbeat(&self, id: i64, worker: &str, lease: Duration)
+    -> Result<bool, CatalogError>;
     /// Marks a job done; `false` when `worker` no longer held it.
     async fn complete(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
     /// Records a failed attempt: queued again at `retry_in`, or dead when `None`.
-    async fn fail(&self, id: i64, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool, CatalogError>;
+    async fn fail(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<bool, CatalogError>;
     /// Gives a running job back without counting the attempt (shutdown).
     async fn release(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, CatalogError>;

@@ -38,7 +38,9 @@ impl JobState {
         Self::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| InvalidValue::new("state must be queued, running, done, dead or cancelled"))
+            .ok_or_else(|| {
+                InvalidValue::new("state must be queued, running, done, dead or cancelled")
+            })
     }
 }
 

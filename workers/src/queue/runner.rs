@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{ClaimedJob, JobError, Registry, backoff, jitter};
 use crate::catalog::{CatalogError, Queue};
@@ -129,7 +129,10 @@ impl Runner {
     /// Claims and runs at most one job. Tests drain a queue with it.
     pub async fn run_once(&self) -> Result<Outcome, CatalogError> {
         let kinds = self.registry.kinds();
-        let mut jobs = self.queue.claim(&kinds, &self.config.worker, self.config.lease, 1).await?;
+        let mut jobs = self
+            .queue
+            .claim(&kinds, &self.config.worker, self.config.lease, 1)
+            .await?;
         match jobs.pop() {
             Some(job) => self.execute(job).await,
             None => Ok(Outcome::Idle),
@@ -155,7 +158,11 @@ impl Runner {
                 continue;
             }
             let limit = u32::try_from(free).unwrap_or(1);
-            match self.queue.claim(&kinds, &self.config.worker, self.config.lease, limit).await {
+            match self
+                .queue
+                .claim(&kinds, &self.config.worker, self.config.lease, limit)
+                .await
+            {
                 Ok(jobs) if !jobs.is_empty() => {
                     for job in jobs {
                         let me = self.clone();
@@ -186,11 +193,17 @@ impl Runner {
         })
         .await;
         if finished.is_err() {
-            let left: Vec<i64> = self.in_flight.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
+            let left: Vec<i64> = self
+                .in_flight
+                .lock()
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
             for id in left {
                 match self.queue.release(id, &self.config.worker).await {
                     Ok(_) => tracing::info!(job.id = id, "released at shutdown"),
-                    Err(error) => tracing::warn!(job.id = id, %error, "cannot release; its lease will expire"),
+                    Err(error) => {
+                        tracing::warn!(job.id = id, %error, "cannot release; its lease will expire")
+                    }
                 }
             }
             tasks.abort_all();
@@ -206,7 +219,9 @@ impl Runner {
     async fn execute_in_span(&self, job: ClaimedJob) -> Result<Outcome, CatalogError> {
         let worker = self.config.worker.clone();
         let Some(handler) = self.registry.get(&job.kind) else {
-            self.queue.fail(job.id, &worker, "no handler for this kind of job", None).await?;
+            self.queue
+                .fail(job.id, &worker, "no handler for this kind of job", None)
+                .await?;
             return Ok(Outcome::Dead(job.id));
         };
         if let Ok(mut set) = self.in_flight.lock() {
@@ -247,11 +262,17 @@ impl Runner {
             });
         };
         let retry_in = match &error {
-            JobError::Retryable(_) if job.attempt < job.max_attempts => Some(backoff(job.attempt, jitter())),
+            JobError::Retryable(_) if job.attempt < job.max_attempts => {
+                Some(backoff(job.attempt, jitter()))
+            }
             _ => None,
         };
         tracing::warn!(%error, retry_in = ?retry_in, "job failed");
-        if !self.queue.fail(job.id, &worker, &error.to_string(), retry_in).await? {
+        if !self
+            .queue
+            .fail(job.id, &worker, &error.to_string(), retry_in)
+            .await?
+        {
             return Ok(Outcome::LostLease(job.id));
         }
         Ok(match retry_in {

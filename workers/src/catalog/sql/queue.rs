@@ -133,17 +133,22 @@ fn count(n: i64) -> u32 {
 }
 
 fn job(row: &AnyRow) -> Result<JobRecord, CatalogError> {
-    let time = |c: &str| -> Result<Timestamp, CatalogError> { Ok(Timestamp::from_millis(row.try_get(c)?)) };
+    let time = |c: &str| -> Result<Timestamp, CatalogError> {
+        Ok(Timestamp::from_millis(row.try_get(c)?))
+    };
     Ok(JobRecord {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
         payload: serde_json::from_str(&row.try_get::<String, _>("payload")?)
             .map_err(|e| CatalogError::corrupt("job", e))?,
-        state: JobState::parse(&row.try_get::<String, _>("state")?).map_err(|e| CatalogError::corrupt("job", e))?,
+        state: JobState::parse(&row.try_get::<String, _>("state")?)
+            .map_err(|e| CatalogError::corrupt("job", e))?,
         attempts: count(row.try_get("attempts")?),
         max_attempts: count(row.try_get("max_attempts")?),
         run_at: time("run_at")?,
-        lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(Timestamp::from_millis),
+        lease_until: row
+            .try_get::<Option<i64>, _>("lease_until")?
+            .map(Timestamp::from_millis),
         worker: row.try_get("worker")?,
         last_error: row.try_get("last_error")?,
         created_at: time("created_at")?,
@@ -152,7 +157,12 @@ fn job(row: &AnyRow) -> Result<JobRecord, CatalogError> {
 }
 
 impl SqlCatalog {
-    async fn job_or_conflict(&self, id: i64, changed: u64, what: &str) -> Result<JobRecord, CatalogError> {
+    async fn job_or_conflict(
+        &self,
+        id: i64,
+        changed: u64,
+        what: &str,
+    ) -> Result<JobRecord, CatalogError> {
         let record = self.get_job(id).await?;
         if changed == 0 {
             return Err(CatalogError::Conflict(format!(
@@ -166,7 +176,12 @@ impl SqlCatalog {
 
 #[async_trait]
 impl Queue for SqlCatalog {
-    async fn enqueue(&self, kind: &str, payload: &serde_json::Value, max_attempts: u32) -> Result<i64, CatalogError> {
+    async fn enqueue(
+        &self,
+        kind: &str,
+        payload: &serde_json::Value,
+        max_attempts: u32,
+    ) -> Result<i64, CatalogError> {
         let now = Timestamp::now().as_millis();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, updated_at) \
@@ -188,12 +203,19 @@ impl Queue for SqlCatalog {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedJob>, CatalogError> {
-        let kinds = serde_json::to_string(kinds).map_err(|e| CatalogError::corrupt("job kinds", e))?;
+        let kinds =
+            serde_json::to_string(kinds).map_err(|e| CatalogError::corrupt("job kinds", e))?;
         let q = self.dialect.queue;
         let mut tx = self.begin_write().await?;
-        let reaped = sqlx::query(q.reap).bind(kinds.clone()).execute(&mut *tx).await?;
+        let reaped = sqlx::query(q.reap)
+            .bind(kinds.clone())
+            .execute(&mut *tx)
+            .await?;
         if reaped.rows_affected() > 0 {
-            tracing::warn!(jobs = reaped.rows_affected(), "jobs dead: their worker was lost on the last attempt");
+            tracing::warn!(
+                jobs = reaped.rows_affected(),
+                "jobs dead: their worker was lost on the last attempt"
+            );
         }
         let rows = sqlx::query(q.claim)
             .bind(kinds)
@@ -217,7 +239,12 @@ impl Queue for SqlCatalog {
             .collect()
     }
 
-    async fn heartbeat(&self, id: i64, worker: &str, lease: Duration) -> Result<bool, CatalogError> {
+    async fn heartbeat(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, CatalogError> {
         let done = sqlx::query(self.dialect.queue.heartbeat)
             .bind(id)
             .bind(worker.to_owned())
@@ -236,7 +263,13 @@ impl Queue for SqlCatalog {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn fail(&self, id: i64, worker: &str, error: &str, retry_in: Option<Duration>) -> Result<bool, CatalogError> {
+    async fn fail(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<bool, CatalogError> {
         let error: String = error.chars().take(2000).collect();
         let done = sqlx::query(self.dialect.queue.fail)
             .bind(id)
@@ -286,9 +319,16 @@ impl Queue for SqlCatalog {
     }
 
     async fn retry_job(&self, id: i64) -> Result<JobRecord, CatalogError> {
-        let done = sqlx::query(self.dialect.queue.retry).bind(id).execute(&self.pool).await?;
-        self.job_or_conflict(id, done.rows_affected(), "only dead or cancelled jobs can be retried")
-            .await
+        let done = sqlx::query(self.dialect.queue.retry)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.job_or_conflict(
+            id,
+            done.rows_affected(),
+            "only dead or cancelled jobs can be retried",
+        )
+        .await
     }
 
     async fn retry_dead(&self) -> Result<u64, CatalogError> {
@@ -299,9 +339,16 @@ impl Queue for SqlCatalog {
     }
 
     async fn cancel_job(&self, id: i64) -> Result<JobRecord, CatalogError> {
-        let done = sqlx::query(self.dialect.queue.cancel).bind(id).execute(&self.pool).await?;
-        self.job_or_conflict(id, done.rows_affected(), "only queued or dead jobs can be cancelled")
-            .await
+        let done = sqlx::query(self.dialect.queue.cancel)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.job_or_conflict(
+            id,
+            done.rows_affected(),
+            "only queued or dead jobs can be cancelled",
+        )
+        .await
     }
 
     async fn queue_stats(&self) -> Result<Vec<KindStats>, CatalogError> {
@@ -311,7 +358,10 @@ impl Queue for SqlCatalog {
             .iter()
             .map(|row| {
                 let n = |c: &str| -> Result<u64, CatalogError> {
-                    Ok(u64::try_from(row.try_get::<Option<i64>, _>(c)?.unwrap_or_default()).unwrap_or_default())
+                    Ok(
+                        u64::try_from(row.try_get::<Option<i64>, _>(c)?.unwrap_or_default())
+                            .unwrap_or_default(),
+                    )
                 };
                 let now: i64 = row.try_get("now")?;
                 let oldest: Option<i64> = row.try_get("oldest")?;

@@ -1,0 +1,31 @@
+//! The background stages, and the one list that registers their handlers.
+//!
+//! Architecture Invariant: every job kind is registered here and nowhere
+//! else, so `relay serve` and `relay worker` run the same stages.
+
+use std::sync::Arc;
+
+use crate::blob::BlobStore;
+use crate::catalog::Catalog;
+use crate::queue::Registry;
+
+/// What the stages need.
+#[derive(Clone)]
+pub struct StageDeps {
+    pub catalog: Arc<dyn Catalog>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for StageDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageDeps")
+            .field("blobs", &self.blobs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every job handler Relay runs.
+pub fn registry(deps: &StageDeps) -> Registry {
+    let _ = deps;
+    Registry::new()
+}
