@@ -54,17 +54,18 @@ pub struct App {
 pub fn worker_runner(
     catalog: &Arc<SqlCatalog>,
     blobs: &Arc<dyn BlobStore>,
-    concurrency: usize,
+    config: &Config,
 ) -> Runner {
     let deps = StageDeps {
         catalog: catalog.clone(),
         blobs: blobs.clone(),
     };
-    let config = RunnerConfig {
-        concurrency,
+    let runner = RunnerConfig {
+        concurrency: config.workers,
+        lease: config.job_lease,
         ..RunnerConfig::default()
     };
-    Runner::new(catalog.clone(), registry(&deps), config)
+    Runner::new(catalog.clone(), registry(&deps), runner)
 }
 
 impl App {
@@ -95,7 +96,7 @@ impl App {
             ..IngestLimits::default()
         };
         let ingest = Ingest::new(catalog.clone(), blobs.clone(), limits);
-        let runner = (config.workers > 0).then(|| worker_runner(&catalog, &blobs, config.workers));
+        let runner = (config.workers > 0).then(|| worker_runner(&catalog, &blobs, config));
         let state = AppState {
             catalog: catalog.clone(),
             blobs,

@@ -20,6 +20,7 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 const DEFAULT_WORKERS: usize = 2;
+const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -36,6 +37,9 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Jobs this process runs at once (0: run no worker in `relay serve`).
     pub workers: usize,
+    /// How long a worker holds a job between heartbeats before another may
+    /// take it over (how soon work resumes after a worker dies).
+    pub job_lease: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -49,6 +53,7 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("workers", &self.workers)
+            .field("job_lease", &self.job_lease)
             .finish()
     }
 }
@@ -69,6 +74,8 @@ pub struct FileConfig {
     pub max_connections: Option<u32>,
     pub max_upload_bytes: Option<u64>,
     pub workers: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub job_lease: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -84,6 +91,7 @@ pub struct Overrides {
     pub max_connections: Option<u32>,
     pub max_upload_bytes: Option<u64>,
     pub workers: Option<usize>,
+    pub job_lease: Option<Duration>,
 }
 
 /// The configuration cannot be loaded.
@@ -157,13 +165,17 @@ impl Config {
                 .or(file.max_upload_bytes)
                 .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
             workers: over.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
+            job_lease: over
+                .job_lease
+                .or(file.job_lease)
+                .unwrap_or(DEFAULT_JOB_LEASE),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -172,6 +184,7 @@ impl Config {
             self.max_connections,
             self.max_upload_bytes,
             self.workers,
+            humantime::format_duration(self.job_lease),
         )
     }
 }

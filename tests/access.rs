@@ -55,6 +55,13 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/cases/{id}/images", Scoped),
         route(Method::GET, "/api/v1/images/{id}", Scoped),
         route(Method::GET, "/api/v1/images/{id}/original", Scoped),
+        route(Method::GET, "/api/v1/images/{id}/thumbnail", Scoped),
+        route(Method::GET, "/api/v1/images/{id}/preview", Scoped),
+        route(
+            Method::GET,
+            "/api/v1/images/{id}/frames/{n}/rendered",
+            Scoped,
+        ),
         route(Method::GET, "/api/v1/audit", Admin),
         route(Method::GET, "/api/v1/admin/jobs", Admin),
         route(Method::GET, "/api/v1/admin/jobs/{id}", Admin),
@@ -89,7 +96,7 @@ async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (
     } else {
         &target.case
     };
-    let url = server.url(&route.path.replace("{id}", id));
+    let url = server.url(&route.path.replace("{id}", id).replace("{n}", "0"));
     let mut request = server.http.request(route.method.clone(), url);
     if route.path.ends_with("/images") && route.method == Method::POST {
         request = request
@@ -105,7 +112,7 @@ async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (
 async fn case_with_image(relay: &Relay, server: &Server, token: &str) -> Target {
     let case = server.create_case(token, "dermatology").await;
     let image = server
-        .upload(token, &case, "photos/camera-gps.jpg", "image/jpeg")
+        .upload(token, &case, "dicom/CT_small.dcm", "application/dicom")
         .await;
     let mut db = relay.database().await;
     let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs")

@@ -84,7 +84,10 @@ async fn acknowledged_uploads_survive_sigkill() {
     let mut unanswered: Vec<Attempt> = Vec::new();
 
     for round in 0..rounds {
-        let server = relay.start();
+        let server = relay.start_with(
+            &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
+            &[],
+        );
         let mut clients = Vec::new();
         for client in 0..3u64 {
             let http = server.http.clone();
@@ -106,7 +109,10 @@ async fn acknowledged_uploads_survive_sigkill() {
         }
 
         // Restart on the same data and check every promise.
-        let server = relay.start();
+        let server = relay.start_with(
+            &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
+            &[],
+        );
         assert!(
             files_under(&relay.data_dir().join("blobs/tmp")).is_empty(),
             "round {round}: spool files survived the restart"
@@ -154,6 +160,33 @@ async fn acknowledged_uploads_survive_sigkill() {
         check_catalog(&relay, round).await;
         server.stop();
     }
+    // Jobs ran while the server was being killed: none may be lost. A last
+    // server drains the queue; every image must end derived.
+    let server = relay.start_with(
+        &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
+        &[],
+    );
+    let mut db = relay.database().await;
+    let mut open = i64::MAX;
+    for _ in 0..600 {
+        open = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
+            .fetch_one(&mut db)
+            .await
+            .expect("open jobs");
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "jobs left unfinished after the crashes");
+    let underived: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM images WHERE derive_state NOT IN ('ready', 'unsupported')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("underived");
+    assert_eq!(underived, 0, "an image lost its derive job");
+    server.stop();
     assert!(
         !acknowledged.is_empty(),
         "no upload was ever acknowledged: the test proved nothing"

@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Jobs run at once by this process; 0 runs no worker in `serve` [default: 2]
     #[arg(long, env = "RELAY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// How long a job stays with its worker between heartbeats, e.g. 60s [default: 60s]
+    #[arg(long, env = "RELAY_JOB_LEASE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub job_lease: Option<Duration>,
     /// Largest image upload in bytes [default: 2147483648]
     #[arg(long, env = "RELAY_MAX_UPLOAD_BYTES", value_name = "BYTES")]
     pub max_upload_bytes: Option<u64>,
@@ -150,6 +153,7 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         max_connections: store.max_connections,
         max_upload_bytes: serve.max_upload_bytes,
         workers: serve.workers,
+        job_lease: serve.job_lease,
     }
 }
 

@@ -14,6 +14,8 @@ use relay_workers::auth::AuthError;
 use relay_workers::blob::BlobError;
 use relay_workers::catalog::CatalogError;
 use relay_workers::ingest::IngestError;
+use relay_workers::model::DeriveState;
+use relay_workers::stages::RenderError;
 use serde::Serialize;
 
 /// The JSON body of every error answer.
@@ -74,8 +76,25 @@ pub enum ApiError {
     Integrity,
     #[error("the range is not satisfiable for {size} bytes")]
     RangeNotSatisfiable { size: u64 },
+    #[error("the thumbnails and previews are still being made; retry in a few seconds")]
+    DerivePending,
+    #[error("no rendition: derive is {}: {reason}", state.as_str())]
+    NoRendition { state: DeriveState, reason: String },
+    #[error(transparent)]
+    Render(RenderError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<RenderError> for ApiError {
+    /// Storage and catalog faults keep their own mapping.
+    fn from(error: RenderError) -> Self {
+        match error {
+            RenderError::Blob(e) => ApiError::Blob(e),
+            RenderError::Catalog(e) => ApiError::Catalog(e),
+            other => ApiError::Render(other),
+        }
+    }
 }
 
 impl From<IngestError> for ApiError {
@@ -139,6 +158,21 @@ impl ApiError {
                 };
                 (status, e.code())
             }
+            ApiError::DerivePending => (S::ACCEPTED, "derive_pending"),
+            ApiError::NoRendition {
+                state: DeriveState::Unsupported,
+                ..
+            } => (S::NOT_FOUND, "derive_unsupported"),
+            ApiError::NoRendition { .. } => (S::NOT_FOUND, "derive_failed"),
+            ApiError::Render(e) => match e {
+                RenderError::Derive(d) if d.is_unsupported() => {
+                    (S::NOT_FOUND, "derive_unsupported")
+                }
+                RenderError::Derive(_) => (S::UNPROCESSABLE_ENTITY, "cannot_render"),
+                RenderError::Blob(_) | RenderError::Catalog(_) | RenderError::Worker(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
             ApiError::Catalog(e) => match e {
                 CatalogError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
                 CatalogError::InvalidTransition(_) | CatalogError::Conflict(_) => {
@@ -208,6 +242,11 @@ impl IntoResponse for ApiError {
             field,
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::ACCEPTED {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -250,8 +250,27 @@ pub async fn get_original(
         .catalog
         .get_image(&caller.audit, caller.scope(), id, true)
         .await?;
-    let key = image.stored_sha256;
-    let size = image.stored_size;
+    serve_verified(
+        &state,
+        id,
+        image.stored_sha256,
+        image.stored_size,
+        image.media_type.as_str(),
+        &headers,
+    )
+    .await
+}
+
+/// Serves a blob with `ETag`, `Content-Digest`, `Range` and `If-None-Match`,
+/// proving its sha256 on the way out. Originals and renditions alike.
+pub(super) async fn serve_verified(
+    state: &AppState,
+    id: ImageId,
+    key: Sha256,
+    size: u64,
+    media_type: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let etag = format!("\"{key}\"");
     let mut out = HeaderMap::new();
     let put = |out: &mut HeaderMap, name: header::HeaderName, value: String| {
@@ -260,11 +279,7 @@ pub async fn get_original(
         }
     };
     put(&mut out, header::ETAG, etag.clone());
-    put(
-        &mut out,
-        header::CONTENT_TYPE,
-        image.media_type.as_str().to_owned(),
-    );
+    put(&mut out, header::CONTENT_TYPE, media_type.to_owned());
     put(&mut out, header::ACCEPT_RANGES, "bytes".to_owned());
     put(
         &mut out,

@@ -12,6 +12,7 @@ mod images;
 mod jobs;
 mod me;
 pub mod metrics;
+mod renditions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +122,9 @@ fn streaming_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(images::upload_images))
         .routes(routes!(images::get_original))
+        .routes(routes!(renditions::thumbnail))
+        .routes(routes!(renditions::preview))
+        .routes(routes!(renditions::frame))
 }
 
 /// The OpenAPI document of the whole API.

@@ -18,8 +18,9 @@ use serde::Serialize;
 use crate::audit::chain::{ChainBreak, ChainHead};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
-    CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Image, ImageId, Name, NewUser,
-    Office, OfficeId, Principal, Timestamp, TokenId, User, UserId,
+    CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Derivative, DeriveResult,
+    DeriveState, Image, ImageId, Name, NewUser, Office, OfficeId, Principal, Timestamp, TokenId,
+    User, UserId,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::token::{IssuedToken, SecretDigest};
@@ -161,6 +162,40 @@ pub trait AuditLog: Send + Sync {
     async fn verify_chain(&self) -> Result<ChainReport, CatalogError>;
 }
 
+/// What derive made of images. The stages act as the system, not as a
+/// user: these methods take no scope, and only stages call them.
+#[async_trait]
+pub trait Derivatives: Send + Sync {
+    /// The image a job works on.
+    async fn image_for_job(&self, id: ImageId) -> Result<Image, CatalogError>;
+    /// Records renditions (their blobs already durable) and what derive
+    /// learned, replacing older renditions of the same kind and frame, and
+    /// groups a DICOM instance under its study and series. Idempotent.
+    async fn record_derive(
+        &self,
+        image: ImageId,
+        result: &DeriveResult,
+    ) -> Result<(), CatalogError>;
+    /// Records that derive cannot (`Unsupported`) or did not (`Failed`) finish.
+    async fn record_derive_failure(
+        &self,
+        image: ImageId,
+        state: DeriveState,
+        reason: &str,
+        version: u32,
+    ) -> Result<(), CatalogError>;
+    /// Records one rendition made on demand (a frame with a requested window).
+    async fn record_rendition(&self, rendition: &Derivative) -> Result<(), CatalogError>;
+    /// A rendition, if one was made.
+    async fn rendition(
+        &self,
+        image: ImageId,
+        kind: &str,
+        frame: u32,
+        voi: &str,
+    ) -> Result<Option<Derivative>, CatalogError>;
+}
+
 /// Background jobs: claimed under a lease from the database clock.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -209,7 +244,7 @@ pub trait Queue: Send + Sync {
 
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
-pub trait Catalog: Accounts + Cases + Images + AuditLog + Queue {
+pub trait Catalog: Accounts + Cases + Images + Derivatives + AuditLog + Queue {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 }

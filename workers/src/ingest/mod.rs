@@ -36,7 +36,9 @@ use tokio::sync::Semaphore;
 use crate::audit::AuditContext;
 use crate::blob::{BlobError, BlobStore};
 use crate::catalog::Catalog;
-use crate::model::{CaseId, CaseScope, Image, ImageId, MediaType, Sha256, Timestamp, UserId};
+use crate::model::{
+    CaseId, CaseScope, DeriveState, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
+};
 
 /// Bounds on what one upload may be.
 #[derive(Debug, Clone)]
@@ -199,6 +201,9 @@ impl Ingest {
             stored_size,
             received_at: Timestamp::now(),
             metadata,
+            derive_state: DeriveState::Pending,
+            derive_error: None,
+            frames: None,
         };
         let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
         Ok(Ingested { image, created })

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CaseId, ImageId, InvalidValue, OfficeId, Sha256, Timestamp, UserId};
+use super::{CaseId, DeriveState, ImageId, InvalidValue, OfficeId, Sha256, Timestamp, UserId};
 
 /// The kinds of image Relay accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -64,4 +64,10 @@ pub struct Image {
     /// UIDs, modality and geometry for DICOM.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// Whether thumbnails and previews are ready.
+    pub derive_state: DeriveState,
+    /// Why derive failed or cannot render this file.
+    pub derive_error: Option<String>,
+    /// Frames in a DICOM object, once derived.
+    pub frames: Option<u32>,
 }

@@ -7,6 +7,7 @@
 mod account;
 mod case;
 mod case_status;
+mod derivative;
 mod digest;
 mod ids;
 mod image;
@@ -18,6 +19,7 @@ mod time;
 pub use account::{NewUser, Office, User};
 pub use case::{Case, CasePatch, Clinical, ClinicalPatch, NewCase, PatientPatch, Priority};
 pub use case_status::{CaseAction, CaseStatus, InvalidTransition};
+pub use derivative::{Derivative, DeriveResult, DeriveState};
 pub use digest::{Sha256, Sha256Hasher};
 pub use ids::{CaseId, ImageId, OfficeId, TokenId, UserId};
 pub use image::{Image, MediaType};

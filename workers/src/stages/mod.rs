@@ -3,11 +3,15 @@
 //! Architecture Invariant: every job kind is registered here and nowhere
 //! else, so `relay serve` and `relay worker` run the same stages.
 
+pub mod derive;
+
 use std::sync::Arc;
 
 use crate::blob::BlobStore;
 use crate::catalog::Catalog;
-use crate::queue::Registry;
+use crate::queue::{Registry, Typed};
+
+pub use derive::{DeriveJob, RenderError, rendered_frame};
 
 /// What the stages need.
 #[derive(Clone)]
@@ -26,6 +30,9 @@ impl std::fmt::Debug for StageDeps {
 
 /// Every job handler Relay runs.
 pub fn registry(deps: &StageDeps) -> Registry {
-    let _ = deps;
-    Registry::new()
+    let derive_deps = deps.clone();
+    Registry::new().register(Typed::new(move |job: DeriveJob| {
+        let deps = derive_deps.clone();
+        async move { derive::derive(&deps, job).await }
+    }))
 }

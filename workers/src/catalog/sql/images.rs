@@ -9,14 +9,18 @@ use super::SqlCatalog;
 use super::audit::record;
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CatalogError, Images, UploadTarget};
-use crate::model::{CaseId, CaseScope, CaseStatus, Image, ImageId, MediaType, Timestamp};
+use crate::model::{
+    CaseId, CaseScope, CaseStatus, DeriveState, Image, ImageId, MediaType, Timestamp,
+};
 
 macro_rules! image_columns {
     () => {
         "i.id, i.case_id, i.office_id, i.uploaded_by, i.filename, i.media_type, i.sha256, i.size, \
-         i.stored_sha256, i.stored_size, i.metadata, i.received_at"
+         i.stored_sha256, i.stored_size, i.metadata, i.received_at, i.derive_state, i.derive_error, i.frames"
     };
 }
+
+pub(super) use image_columns;
 
 /// The case scope, for statements that join `cases c`.
 macro_rules! scoped_c {
@@ -25,7 +29,7 @@ macro_rules! scoped_c {
     };
 }
 
-fn image(row: &AnyRow) -> Result<Image, CatalogError> {
+pub(super) fn image(row: &AnyRow) -> Result<Image, CatalogError> {
     const W: &str = "image";
     let text = |c: &str| row.try_get::<String, _>(c);
     let parse_id = |c: &str| -> Result<String, CatalogError> { Ok(text(c)?) };
@@ -59,6 +63,12 @@ fn image(row: &AnyRow) -> Result<Image, CatalogError> {
         metadata: serde_json::from_str(&text("metadata")?)
             .map_err(|e| CatalogError::corrupt(W, e))?,
         received_at: Timestamp::from_millis(row.try_get("received_at")?),
+        derive_state: DeriveState::parse(&text("derive_state")?)
+            .map_err(|e| CatalogError::corrupt(W, e))?,
+        derive_error: row.try_get("derive_error")?,
+        frames: row
+            .try_get::<Option<i64>, _>("frames")?
+            .map(|n| u32::try_from(n).unwrap_or_default()),
     })
 }
 

@@ -7,6 +7,7 @@
 mod accounts;
 mod audit;
 mod cases;
+mod derivatives;
 mod images;
 mod queue;
 mod rows;
