@@ -53,6 +53,7 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/api/v1/cases/{id}/submit", Office),
         route(Method::POST, "/api/v1/cases/{id}/images", Office),
         route(Method::GET, "/api/v1/cases/{id}/images", Scoped),
+        route(Method::GET, "/api/v1/cases/{id}/studies", Scoped),
         route(Method::GET, "/api/v1/images/{id}", Scoped),
         route(Method::GET, "/api/v1/images/{id}/original", Scoped),
         route(Method::GET, "/api/v1/images/{id}/thumbnail", Scoped),

@@ -350,3 +350,68 @@ async fn re_running_derive_changes_nothing() {
         blobs_before
     );
 }
+
+#[tokio::test]
+async fn dicom_is_grouped_by_study_and_series_across_uploads() {
+    let relay = Relay::new();
+    let (_, _, token) = relay.office_with_user("Clinic");
+    let server = relay.start();
+    let case = server.create_case(&token, "radiology").await;
+    let mut ids = Vec::new();
+    for file in [
+        "dicom/CT_small.dcm",
+        "dicom/MR_small.dcm",
+        "dicom/emri_small.dcm",
+    ] {
+        let receipt = server
+            .upload(&token, &case, file, "application/dicom")
+            .await;
+        ids.push(receipt["id"].as_str().expect("id").to_owned());
+    }
+    server
+        .upload(&token, &case, "photos/camera-plain.jpg", "image/jpeg")
+        .await;
+    let mut expected = std::collections::BTreeMap::new();
+    for id in &ids {
+        let image = derived(&server, &token, id).await;
+        let a = &image["attributes"];
+        assert_eq!(
+            a["sop_instance_uid"], image["metadata"]["sop_instance_uid"],
+            "derive read the same object"
+        );
+        assert!(a["modality"].is_string() && a["rows"].is_number(), "{a}");
+        expected
+            .entry(a["study_instance_uid"].as_str().expect("study").to_owned())
+            .or_insert_with(std::collections::BTreeSet::new)
+            .insert(
+                a["series_instance_uid"]
+                    .as_str()
+                    .expect("series")
+                    .to_owned(),
+            );
+    }
+    let (status, studies) = server
+        .get(&format!("/api/v1/cases/{case}/studies"), &token)
+        .await;
+    assert_eq!(status, 200);
+    let studies = studies.as_array().expect("studies");
+    assert_eq!(studies.len(), expected.len(), "one entry per study");
+    let mut instances = 0;
+    for study in studies {
+        let uid = study["study_instance_uid"].as_str().expect("uid");
+        let series: std::collections::BTreeSet<String> = study["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .map(|s| s["series_instance_uid"].as_str().expect("uid").to_owned())
+            .collect();
+        assert_eq!(Some(&series), expected.get(uid));
+        for s in study["series"].as_array().expect("series") {
+            instances += s["instances"].as_array().expect("instances").len();
+        }
+    }
+    assert_eq!(
+        instances, 3,
+        "every DICOM instance once, the photo not at all"
+    );
+}

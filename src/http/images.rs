@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use relay_workers::blob::{BlobError, IntegrityError, VerifiedStream, verify_blob};
 use relay_workers::ingest::{Declared, IngestError, Upload};
-use relay_workers::model::{Case, Image, ImageId, Sha256};
+use relay_workers::model::{Case, Image, ImageId, Sha256, Study, group_studies};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -204,6 +204,23 @@ pub async fn list_images(
             .list_images(&caller.audit, caller.scope(), case)
             .await?,
     ))
+}
+
+/// `GET /api/v1/cases/{id}/studies`: the case's DICOM grouped by study and
+/// series, instances in order, however many uploads they came in.
+#[utoipa::path(get, path = "/api/v1/cases/{id}/studies", tag = "images",
+    params(("id" = String, Path, description = "Case id")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<Study>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_studies(
+    State(state): State<AppState>,
+    caller: Caller,
+    CasePath(case): CasePath,
+) -> Result<Json<Vec<Study>>, ApiError> {
+    let images = state
+        .catalog
+        .list_images(&caller.audit, caller.scope(), case)
+        .await?;
+    Ok(Json(group_studies(&images)))
 }
 
 fn image_id(raw: &str) -> Result<ImageId, ApiError> {

@@ -103,6 +103,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cases::cancel_case))
         .routes(routes!(images::submit_case))
         .routes(routes!(images::list_images))
+        .routes(routes!(images::list_studies))
         .routes(routes!(images::get_image))
         .routes(routes!(audit::list_audit))
         .routes(routes!(jobs::list_jobs))

@@ -204,6 +204,7 @@ impl Ingest {
             derive_state: DeriveState::Pending,
             derive_error: None,
             frames: None,
+            attributes: None,
         };
         let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
         Ok(Ingested { image, created })

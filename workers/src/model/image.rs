@@ -70,4 +70,9 @@ pub struct Image {
     pub derive_error: Option<String>,
     /// Frames in a DICOM object, once derived.
     pub frames: Option<u32>,
+    /// What derive read: EXIF capture details for photos; for DICOM the
+    /// attributes a worklist and viewer need (patient, study, series,
+    /// geometry, window). Absent until derived.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
 }

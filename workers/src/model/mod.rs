@@ -13,6 +13,7 @@ mod ids;
 mod image;
 mod patient;
 mod principal;
+mod study;
 mod text;
 mod time;
 
@@ -25,6 +26,7 @@ pub use ids::{CaseId, ImageId, OfficeId, TokenId, UserId};
 pub use image::{Image, MediaType};
 pub use patient::{BirthDate, Mrn, Patient, PatientName, Sex};
 pub use principal::{CaseScope, Principal, Role, Specialty};
+pub use study::{Instance, Series, Study, group_studies};
 pub use text::{CancelReason, ClinicalNote, Name, Question, ShortText};
 pub use time::Timestamp;
 

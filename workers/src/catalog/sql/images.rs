@@ -16,7 +16,7 @@ use crate::model::{
 macro_rules! image_columns {
     () => {
         "i.id, i.case_id, i.office_id, i.uploaded_by, i.filename, i.media_type, i.sha256, i.size, \
-         i.stored_sha256, i.stored_size, i.metadata, i.received_at, i.derive_state, i.derive_error, i.frames"
+         i.stored_sha256, i.stored_size, i.metadata, i.received_at, i.derive_state, i.derive_error, i.frames, i.attributes"
     };
 }
 
@@ -69,6 +69,11 @@ pub(super) fn image(row: &AnyRow) -> Result<Image, CatalogError> {
         frames: row
             .try_get::<Option<i64>, _>("frames")?
             .map(|n| u32::try_from(n).unwrap_or_default()),
+        attributes: row
+            .try_get::<Option<String>, _>("attributes")?
+            .map(|a| serde_json::from_str(&a))
+            .transpose()
+            .map_err(|e| CatalogError::corrupt(W, e))?,
     })
 }
 
