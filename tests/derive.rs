@@ -59,6 +59,17 @@ async fn a_portrait_photo_gets_an_upright_thumbnail_and_preview() {
     let id = receipt["id"].as_str().expect("id");
     let image = derived(&server, &token, id).await;
     assert_eq!(image["derive_state"], "ready", "{image}");
+    let attributes = image["attributes"].as_object().expect("photo attributes");
+    assert!(
+        attributes.contains_key("captured_at") && attributes.contains_key("camera_make"),
+        "{attributes:?}"
+    );
+    assert_eq!(
+        (attributes["width"].as_u64(), attributes["height"].as_u64()),
+        (Some(210), Some(400)),
+        "as displayed"
+    );
+    assert!(!attributes.keys().any(|k| k.to_lowercase().contains("gps")));
 
     let (status, bytes, content_type) =
         get_bytes(&server, &token, &format!("/api/v1/images/{id}/thumbnail")).await;
