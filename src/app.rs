@@ -103,6 +103,7 @@ impl App {
             ingest,
             metrics: Arc::new(Metrics::new()),
             runner_stats: runner.as_ref().map(Runner::stats),
+            claim_lease: config.claim_lease,
         };
         Ok(Self {
             listener,

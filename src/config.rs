@@ -21,6 +21,7 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 const DEFAULT_WORKERS: usize = 2;
 const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
+const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -40,6 +41,8 @@ pub struct Config {
     /// How long a worker holds a job between heartbeats before another may
     /// take it over (how soon work resumes after a worker dies).
     pub job_lease: Duration,
+    /// How long a specialist's claim on a case lasts unless renewed.
+    pub claim_lease: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -54,6 +57,7 @@ impl fmt::Debug for Config {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("workers", &self.workers)
             .field("job_lease", &self.job_lease)
+            .field("claim_lease", &self.claim_lease)
             .finish()
     }
 }
@@ -76,6 +80,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     pub job_lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub claim_lease: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -92,6 +98,7 @@ pub struct Overrides {
     pub max_upload_bytes: Option<u64>,
     pub workers: Option<usize>,
     pub job_lease: Option<Duration>,
+    pub claim_lease: Option<Duration>,
 }
 
 /// The configuration cannot be loaded.
@@ -169,13 +176,17 @@ impl Config {
                 .job_lease
                 .or(file.job_lease)
                 .unwrap_or(DEFAULT_JOB_LEASE),
+            claim_lease: over
+                .claim_lease
+                .or(file.claim_lease)
+                .unwrap_or(DEFAULT_CLAIM_LEASE),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -185,6 +196,7 @@ impl Config {
             self.max_upload_bytes,
             self.workers,
             humantime::format_duration(self.job_lease),
+            humantime::format_duration(self.claim_lease),
         )
     }
 }

@@ -22,19 +22,35 @@ enum Access {
     Office,
     /// Administrators only.
     Admin,
+    /// Specialists only.
+    Specialist,
+}
+
+/// The state a case is brought to before a route is called on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Draft,
+    Submitted,
+    Reported,
 }
 
 struct Route {
     method: Method,
     path: &'static str,
     access: Access,
+    setup: Setup,
 }
 
 const fn route(method: Method, path: &'static str, access: Access) -> Route {
+    on(Setup::Draft, method, path, access)
+}
+
+const fn on(setup: Setup, method: Method, path: &'static str, access: Access) -> Route {
     Route {
         method,
         path,
         access,
+        setup,
     }
 }
 
@@ -63,6 +79,75 @@ fn routes() -> Vec<Route> {
             "/api/v1/images/{id}/frames/{n}/rendered",
             Scoped,
         ),
+        route(Method::GET, "/api/v1/worklist", Specialist),
+        on(
+            Setup::Submitted,
+            Method::POST,
+            "/api/v1/cases/{id}/claim",
+            Specialist,
+        ),
+        on(
+            Setup::Submitted,
+            Method::POST,
+            "/api/v1/cases/{id}/claim/renew",
+            Specialist,
+        ),
+        on(
+            Setup::Submitted,
+            Method::POST,
+            "/api/v1/cases/{id}/release",
+            Specialist,
+        ),
+        on(
+            Setup::Submitted,
+            Method::PUT,
+            "/api/v1/cases/{id}/report",
+            Specialist,
+        ),
+        on(
+            Setup::Submitted,
+            Method::POST,
+            "/api/v1/cases/{id}/report/sign",
+            Specialist,
+        ),
+        on(
+            Setup::Reported,
+            Method::POST,
+            "/api/v1/cases/{id}/report/addenda",
+            Specialist,
+        ),
+        on(
+            Setup::Reported,
+            Method::GET,
+            "/api/v1/cases/{id}/report",
+            Scoped,
+        ),
+        on(
+            Setup::Submitted,
+            Method::POST,
+            "/api/v1/cases/{id}/request-info",
+            Specialist,
+        ),
+        route(Method::POST, "/api/v1/cases/{id}/answer", Office),
+        on(
+            Setup::Reported,
+            Method::POST,
+            "/api/v1/cases/{id}/acknowledge",
+            Office,
+        ),
+        on(
+            Setup::Submitted,
+            Method::GET,
+            "/api/v1/cases/{id}/messages",
+            Scoped,
+        ),
+        on(
+            Setup::Submitted,
+            Method::GET,
+            "/api/v1/cases/{id}/history",
+            Scoped,
+        ),
+        route(Method::GET, "/api/v1/notifications", Office),
         route(Method::GET, "/api/v1/audit", Admin),
         route(Method::GET, "/api/v1/admin/jobs", Admin),
         route(Method::GET, "/api/v1/admin/jobs/{id}", Admin),
@@ -78,6 +163,14 @@ fn body_for(route: &Route) -> Option<Value> {
         ("POST", "/api/v1/cases") => Some(referral("dermatology")),
         ("PATCH", _) => Some(json!({"priority": "stat"})),
         ("POST", p) if p.ends_with("/cancel") => Some(json!({"reason": "no longer needed"})),
+        ("PUT", _) => Some(json!({"impression": "benign"})),
+        ("POST", p)
+            if p.ends_with("/addenda")
+                || p.ends_with("/request-info")
+                || p.ends_with("/answer") =>
+        {
+            Some(json!({"text": "see the second image"}))
+        }
         _ => None,
     }
 }
@@ -125,6 +218,44 @@ async fn case_with_image(relay: &Relay, server: &Server, token: &str) -> Target 
         image: image["id"].as_str().expect("image id").to_owned(),
         job: job.to_string(),
     }
+}
+
+/// Brings a fresh case with an image to `setup`, as its office and a
+/// dermatologist would.
+async fn prepared(
+    relay: &Relay,
+    server: &Server,
+    office: &str,
+    specialist: &str,
+    setup: Setup,
+) -> Target {
+    let target = case_with_image(relay, server, office).await;
+    let case = &target.case;
+    if setup != Setup::Draft {
+        let (status, body) = server
+            .post(&format!("/api/v1/cases/{case}/submit"), office, json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    if setup == Setup::Reported {
+        for (method, path, body) in [
+            (Method::POST, "claim", json!({})),
+            (
+                Method::PUT,
+                "report",
+                json!({"impression": "benign naevus"}),
+            ),
+            (Method::POST, "report/sign", json!({})),
+        ] {
+            let request = server
+                .http
+                .request(method, server.url(&format!("/api/v1/cases/{case}/{path}")))
+                .json(&body);
+            let (status, body) = server.send(request, specialist).await;
+            assert_eq!(status, 200, "{path}: {body}");
+        }
+    }
+    target
 }
 
 /// Whether a status means the caller got past access control.
@@ -178,8 +309,8 @@ async fn every_route_answers_as_its_access_says() {
     let server = relay.start();
 
     for r in routes() {
-        // A fresh draft per route, so cancel/patch/submit do not interfere.
-        let target = case_with_image(&relay, &server, &office).await;
+        // A fresh case per route, so one call cannot disturb the next.
+        let target = prepared(&relay, &server, &office, &specialist, r.setup).await;
         let (status, body) = call(&server, &r, &target, "").await;
         match r.access {
             Access::Public => assert_eq!(status, 200, "{} {}: {body}", r.method, r.path),
@@ -199,14 +330,16 @@ async fn every_route_answers_as_its_access_says() {
             Access::Public | Access::Scoped => (true, true, true),
             Access::Office => (true, false, false),
             Access::Admin => (false, false, true),
+            Access::Specialist => (false, true, false),
         };
         // A specialist reading a draft (or its images) gets 404: drafts are
         // not theirs yet.
-        let expected = if r.access == Access::Scoped && r.path.contains("{id}") {
-            (expected.0, false, expected.2)
-        } else {
-            expected
-        };
+        let expected =
+            if r.access == Access::Scoped && r.path.contains("{id}") && r.setup == Setup::Draft {
+                (expected.0, false, expected.2)
+            } else {
+                expected
+            };
         let got = (
             allowed(with_office),
             allowed(with_specialist),
@@ -233,7 +366,7 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
 
     let case_routes: Vec<Route> = routes()
         .into_iter()
-        .filter(|r| r.path.contains("{id}") && r.access != Access::Admin)
+        .filter(|r| r.path.contains("{id}") && matches!(r.access, Access::Scoped | Access::Office))
         .collect();
     assert!(case_routes.len() >= 8);
     let nowhere = Target {

@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// How long a job stays with its worker between heartbeats, e.g. 60s [default: 60s]
     #[arg(long, env = "RELAY_JOB_LEASE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub job_lease: Option<Duration>,
+    /// How long a specialist's claim on a case lasts unless renewed, e.g. 30m [default: 30m]
+    #[arg(long, env = "RELAY_CLAIM_LEASE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub claim_lease: Option<Duration>,
     /// Largest image upload in bytes [default: 2147483648]
     #[arg(long, env = "RELAY_MAX_UPLOAD_BYTES", value_name = "BYTES")]
     pub max_upload_bytes: Option<u64>,
@@ -154,6 +157,7 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         max_upload_bytes: serve.max_upload_bytes,
         workers: serve.workers,
         job_lease: serve.job_lease,
+        claim_lease: serve.claim_lease,
     }
 }
 

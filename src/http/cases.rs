@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller, CasePath};
+use super::extract::{ApiJson, ApiQuery, Caller, CasePath, JsonBody};
 
 const DEFAULT_PER_PAGE: u32 = 25;
 const MAX_PER_PAGE: u32 = 100;
@@ -152,3 +152,5 @@ pub async fn cancel_case(
     tracing::info!(case.id = %case.id, "case cancelled");
     Ok(Json(case))
 }
+
+impl JsonBody for CancelRequest {}

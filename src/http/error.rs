@@ -179,6 +179,8 @@ impl ApiError {
                     (S::CONFLICT, "invalid_state")
                 }
                 CatalogError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                CatalogError::AlreadyClaimed => (S::CONFLICT, "already_claimed"),
+                CatalogError::ClaimRequired => (S::CONFLICT, "claim_required"),
                 CatalogError::Corrupt { .. }
                 | CatalogError::Database(_)
                 | CatalogError::Migrate(_)

@@ -13,7 +13,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use relay_workers::audit::{Actor, AuditContext};
 use relay_workers::auth::{AuthError, authenticate};
-use relay_workers::model::{CaseId, CaseScope, OfficeId, Principal, Timestamp};
+use relay_workers::model::{CaseId, CaseScope, OfficeId, Principal, Specialty, Timestamp, UserId};
 use relay_workers::token::PresentedToken;
 use serde::de::DeserializeOwned;
 
@@ -38,6 +38,14 @@ impl Caller {
         match self.principal {
             Principal::Office { office, .. } => Ok(office),
             _ => Err(ApiError::Forbidden("only office users can do this")),
+        }
+    }
+
+    /// The caller's user and specialty, for routes only specialists may use.
+    pub fn specialist(&self) -> Result<(UserId, Specialty), ApiError> {
+        match self.principal {
+            Principal::Specialist { user, specialty } => Ok((user, specialty)),
+            _ => Err(ApiError::Forbidden("only specialists can do this")),
         }
     }
 
@@ -124,13 +132,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// A type a JSON request body is read into. Bodies are objects all the way
+/// down; a type names the fields where an array is the right shape.
+pub trait JsonBody: DeserializeOwned {
+    /// Dotted paths of fields that hold arrays.
+    const ARRAYS: &'static [&'static str] = &[];
+}
+
+impl JsonBody for relay_workers::model::NewCase {}
+impl JsonBody for relay_workers::model::CasePatch {}
+impl JsonBody for relay_workers::model::ReportDraft {
+    const ARRAYS: &'static [&'static str] = &["diagnosis_codes"];
+}
+
 /// A JSON body. Malformed JSON is `400 invalid_json`; a well-formed body
 /// with a wrong, missing, unknown or invalid field is `422 invalid_field`
 /// naming the field by its path.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: JsonBody, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -174,7 +195,8 @@ fn is_length_limit(error: &axum::extract::rejection::FailedToBufferBody) -> bool
 /// Request bodies are JSON objects all the way down. serde's derived
 /// structs would also accept an array and fill fields by position (so
 /// `["x"]` could cancel a case); arrays are refused before that can happen.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: JsonBody>(bytes: &[u8]) -> Result<T, ApiError> {
+    let arrays = T::ARRAYS;
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::InvalidJson(format!(
             "malformed JSON: {}",
@@ -187,7 +209,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             message: "invalid type: expected the body to be a JSON object".to_owned(),
         });
     }
-    if let Some(path) = first_array(&value, String::new()) {
+    if let Some(path) = first_array(&value, String::new(), arrays) {
         return Err(ApiError::InvalidField {
             field: Some(path),
             message: "invalid type: array, expected an object or a single value".to_owned(),
@@ -202,9 +224,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// The dotted path of the first array inside `value`, if any.
-fn first_array(value: &serde_json::Value, path: String) -> Option<String> {
+/// The dotted path of the first array inside `value` that is not at one of
+/// the `allowed` paths, if any.
+fn first_array(value: &serde_json::Value, path: String, allowed: &[&str]) -> Option<String> {
     match value {
+        serde_json::Value::Array(_) if allowed.contains(&path.as_str()) => None,
         serde_json::Value::Array(_) => Some(path),
         serde_json::Value::Object(fields) => fields.iter().find_map(|(key, v)| {
             let child = if path.is_empty() {
@@ -212,7 +236,7 @@ fn first_array(value: &serde_json::Value, path: String) -> Option<String> {
             } else {
                 format!("{path}.{key}")
             };
-            first_array(v, child)
+            first_array(v, child, allowed)
         }),
         _ => None,
     }
@@ -285,6 +309,20 @@ mod tests {
         let nested = r#"{"patient": ["J", "1970-01-02", "female", "A1"], "specialty": "dermatology", "question": "Q"}"#;
         assert!(
             matches!(err(nested), ApiError::InvalidField { field: Some(ref f), .. } if f == "patient")
+        );
+    }
+
+    #[test]
+    fn arrays_are_allowed_where_a_type_names_them() {
+        use relay_workers::model::ReportDraft;
+        let draft: ReportDraft =
+            parse_json(br#"{"impression": "benign", "diagnosis_codes": ["D22.5"]}"#)
+                .expect("accepted");
+        assert_eq!(draft.diagnosis_codes.len(), 1);
+        let refused =
+            parse_json::<ReportDraft>(br#"{"impression": ["benign"]}"#).expect_err("refused");
+        assert!(
+            matches!(refused, ApiError::InvalidField { field: Some(ref f), .. } if f == "impression")
         );
     }
 

@@ -5,6 +5,7 @@
 
 mod audit;
 mod cases;
+mod consult;
 pub mod error;
 mod extract;
 mod health;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The in-process worker's counters, when this process runs one.
     pub runner_stats: Option<Arc<RunnerStats>>,
+    /// How long a specialist's claim lasts unless renewed.
+    pub claim_lease: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -74,6 +77,7 @@ impl std::fmt::Debug for AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "cases", description = "Consult cases, scoped to the caller's office or specialty"),
+        (name = "consult", description = "Worklists, claims, reports, information requests, acknowledgement"),
         (name = "images", description = "Photos and DICOM attached to cases, stored by sha256"),
         (name = "audit", description = "The tamper-evident audit trail (administrators)"),
         (name = "admin", description = "Operating Relay: the job queue (administrators)"),
@@ -105,6 +109,19 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(images::list_images))
         .routes(routes!(images::list_studies))
         .routes(routes!(images::get_image))
+        .routes(routes!(consult::worklist))
+        .routes(routes!(consult::claim))
+        .routes(routes!(consult::renew))
+        .routes(routes!(consult::release))
+        .routes(routes!(consult::save_draft, consult::report))
+        .routes(routes!(consult::sign))
+        .routes(routes!(consult::addendum))
+        .routes(routes!(consult::request_info))
+        .routes(routes!(consult::answer))
+        .routes(routes!(consult::acknowledge))
+        .routes(routes!(consult::messages))
+        .routes(routes!(consult::history))
+        .routes(routes!(consult::notifications))
         .routes(routes!(audit::list_audit))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))

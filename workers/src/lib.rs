@@ -19,3 +19,4 @@ pub mod model;
 pub mod queue;
 pub mod stages;
 pub mod token;
+pub mod webhook;

@@ -13,6 +13,12 @@ pub enum CatalogError {
     /// The case's state does not allow this action.
     #[error(transparent)]
     InvalidTransition(#[from] InvalidTransition),
+    /// Another specialist holds the claim on this case.
+    #[error("another specialist is working on this case")]
+    AlreadyClaimed,
+    /// The action needs the caller to hold a live claim on the case.
+    #[error("claim the case first (or renew an expired claim)")]
+    ClaimRequired,
     /// The request conflicts with the current state of a record.
     #[error("{0}")]
     Conflict(String),

@@ -18,9 +18,10 @@ use serde::Serialize;
 use crate::audit::chain::{ChainBreak, ChainHead};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
-    CancelReason, Case, CaseId, CasePatch, CaseScope, CaseStatus, Derivative, DeriveResult,
-    DeriveState, Image, ImageId, Name, NewUser, Office, OfficeId, Principal, Timestamp, TokenId,
-    User, UserId,
+    CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus, Derivative,
+    DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office, OfficeId,
+    Principal, Report, ReportDraft, ReportText, Specialty, Timestamp, TokenId, User, UserId,
+    WorklistItem, WorklistQuery,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::token::{IssuedToken, SecretDigest};
@@ -162,6 +163,121 @@ pub trait AuditLog: Send + Sync {
     async fn verify_chain(&self) -> Result<ChainReport, CatalogError>;
 }
 
+/// The consult loop: specialists' worklists and claims, reports, the
+/// information round trip, the office's acknowledgement and notifications.
+/// Claims are leases timed by the database clock, like jobs.
+#[async_trait]
+pub trait Consult: Send + Sync {
+    /// Submitted cases of `specialty` (and the caller's own live claims),
+    /// by priority, then overdue first, then place in line.
+    async fn worklist(
+        &self,
+        ctx: &AuditContext,
+        specialist: UserId,
+        specialty: Specialty,
+        query: &WorklistQuery,
+    ) -> Result<Page<WorklistItem>, CatalogError>;
+    /// Takes (or renews) the claim; `AlreadyClaimed` while another holds it.
+    async fn claim_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        specialist: UserId,
+        id: CaseId,
+        lease: Duration,
+    ) -> Result<Case, CatalogError>;
+    async fn release_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        specialist: UserId,
+        id: CaseId,
+    ) -> Result<Case, CatalogError>;
+    async fn save_report_draft(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        specialist: UserId,
+        id: CaseId,
+        draft: &ReportDraft,
+    ) -> Result<Report, CatalogError>;
+    /// Signs the draft: immutable from now on, sealed by its sha256; the case
+    /// is reported, the office notified and a `deliver` job queued.
+    async fn sign_report(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        specialist: UserId,
+        id: CaseId,
+    ) -> Result<Report, CatalogError>;
+    async fn add_addendum(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        specialist: UserId,
+        id: CaseId,
+        text: &ReportText,
+    ) -> Result<Report, CatalogError>;
+    /// The report; offices see it once signed, specialists also as a draft.
+    async fn get_report(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        include_draft: bool,
+    ) -> Result<Report, CatalogError>;
+    async fn request_info(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        specialist: UserId,
+        id: CaseId,
+        question: &ReportText,
+    ) -> Result<Case, CatalogError>;
+    /// The office answers; the case returns to the worklist in its old place.
+    async fn answer_info(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        author: UserId,
+        id: CaseId,
+        answer: &ReportText,
+    ) -> Result<Case, CatalogError>;
+    async fn acknowledge(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Case, CatalogError>;
+    async fn case_messages(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Vec<CaseMessage>, CatalogError>;
+    async fn case_history(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+    ) -> Result<Vec<HistoryEntry>, CatalogError>;
+    async fn notifications(
+        &self,
+        office: OfficeId,
+        unread_only: bool,
+    ) -> Result<Vec<Notification>, CatalogError>;
+}
+
+/// One status change of a case.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub from_status: String,
+    pub to_status: String,
+    pub actor: String,
+    pub at: Timestamp,
+    pub note: Option<String>,
+}
+
 /// What derive made of images. The stages act as the system, not as a
 /// user: these methods take no scope, and only stages call them.
 #[async_trait]
@@ -244,7 +360,7 @@ pub trait Queue: Send + Sync {
 
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
-pub trait Catalog: Accounts + Cases + Images + Derivatives + AuditLog + Queue {
+pub trait Catalog: Accounts + Cases + Images + Derivatives + Consult + AuditLog + Queue {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 }

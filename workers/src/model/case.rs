@@ -99,9 +99,26 @@ pub struct Case {
     pub updated_at: Timestamp,
     pub submitted_at: Option<Timestamp>,
     pub cancelled_at: Option<Timestamp>,
+    /// Its place in the worklist: the first submission, kept when the case
+    /// comes back from an information request.
+    pub queued_at: Option<Timestamp>,
+    /// When the specialty's service level says it must be answered.
+    pub due_at: Option<Timestamp>,
+    /// The specialist holding the claim, and until when (a lease).
+    pub claimed_by: Option<UserId>,
+    pub claim_until: Option<Timestamp>,
+    pub reported_at: Option<Timestamp>,
+    pub acknowledged_at: Option<Timestamp>,
 }
 
 impl Case {
+    /// Whether the service level has passed with no report.
+    pub fn is_overdue(&self, now: Timestamp) -> bool {
+        use super::CaseStatus as S;
+        matches!(self.status, S::Submitted | S::InReview | S::InfoRequested)
+            && self.due_at.is_some_and(|due| due < now)
+    }
+
     /// A new draft from an office's referral.
     pub fn draft(new: NewCase, office_id: OfficeId, created_by: UserId, now: Timestamp) -> Self {
         Case {
@@ -120,6 +137,12 @@ impl Case {
             updated_at: now,
             submitted_at: None,
             cancelled_at: None,
+            queued_at: None,
+            due_at: None,
+            claimed_by: None,
+            claim_until: None,
+            reported_at: None,
+            acknowledged_at: None,
         }
     }
 

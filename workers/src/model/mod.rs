@@ -13,9 +13,12 @@ mod ids;
 mod image;
 mod patient;
 mod principal;
+mod report;
+mod sla;
 mod study;
 mod text;
 mod time;
+mod worklist;
 
 pub use account::{NewUser, Office, User};
 pub use case::{Case, CasePatch, Clinical, ClinicalPatch, NewCase, PatientPatch, Priority};
@@ -26,9 +29,15 @@ pub use ids::{CaseId, ImageId, OfficeId, TokenId, UserId};
 pub use image::{Image, MediaType};
 pub use patient::{BirthDate, Mrn, Patient, PatientName, Sex};
 pub use principal::{CaseScope, Principal, Role, Specialty};
+pub use report::{
+    Addendum, CaseMessage, DiagnosisCode, InPersonVisit, Notification, Report, ReportDraft,
+    ReportText, seal,
+};
+pub use sla::SlaPolicy;
 pub use study::{Instance, Series, Study, group_studies};
 pub use text::{CancelReason, ClinicalNote, Name, Question, ShortText};
 pub use time::Timestamp;
+pub use worklist::{WorklistItem, WorklistQuery};
 
 /// A value that failed its rule. The message says what the rule is, so an API
 /// can return it verbatim next to the field name.

@@ -82,6 +82,11 @@ impl BirthDate {
     pub fn date(&self) -> NaiveDate {
         self.0
     }
+
+    /// Age in whole years on `day`.
+    pub fn age_on(&self, day: NaiveDate) -> u32 {
+        day.years_since(self.0).unwrap_or(0)
+    }
 }
 
 impl TryFrom<String> for BirthDate {

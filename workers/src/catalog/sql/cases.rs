@@ -12,7 +12,9 @@ use super::audit::record;
 use super::rows::{self, case_columns};
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CaseQuery, Cases, CatalogError, Page};
-use crate::model::{CancelReason, Case, CaseAction, CaseId, CasePatch, CaseScope, Timestamp};
+use crate::model::{
+    CancelReason, Case, CaseAction, CaseId, CasePatch, CaseScope, SlaPolicy, Timestamp,
+};
 
 /// The scope condition shared by every case statement: `$2` is the office
 /// filter, `$3` the specialty filter (a specialist never sees drafts).
@@ -54,26 +56,58 @@ fn bind_case(
         .bind(case.updated_at.as_millis())
         .bind(case.submitted_at.map(|t| t.as_millis()))
         .bind(case.cancelled_at.map(|t| t.as_millis()))
+        .bind(case.queued_at.map(|t| t.as_millis()))
+        .bind(case.due_at.map(|t| t.as_millis()))
+        .bind(case.claimed_by.map(|u| u.to_string()))
+        .bind(case.claim_until.map(|t| t.as_millis()))
+        .bind(case.reported_at.map(|t| t.as_millis()))
+        .bind(case.acknowledged_at.map(|t| t.as_millis()))
+}
+
+/// A case being changed inside a write transaction.
+pub(super) struct Change {
+    pub(super) tx: sqlx::Transaction<'static, Any>,
+    pub(super) case: Case,
+    /// The database clock at the start of the change.
+    pub(super) now: Timestamp,
+    before: crate::model::CaseStatus,
 }
 
 impl SqlCatalog {
-    /// Loads a case in scope inside a write transaction, lets `change` edit
-    /// it, writes it back with its history row and audit event, and commits.
-    async fn change_case(
+    /// Opens a write transaction, reads the database clock, and loads the
+    /// case in scope, locked for the rest of the transaction.
+    pub(super) async fn begin_change(
         &self,
-        ctx: &AuditContext,
         scope: CaseScope,
         id: CaseId,
+    ) -> Result<Change, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::from_millis(
+            sqlx::query_scalar(self.dialect.select_now)
+                .fetch_one(&mut *tx)
+                .await?,
+        );
+        let case = fetch_scoped(&mut tx, self.dialect.select_case_for_update, scope, id).await?;
+        Ok(Change {
+            tx,
+            before: case.status,
+            case,
+            now,
+        })
+    }
+
+    /// Writes the changed case back with its history row (when the status
+    /// moved) and its audit event, and commits.
+    pub(super) async fn finish_change(
+        &self,
+        mut change: Change,
+        ctx: &AuditContext,
         action: AuditAction,
         note: Option<String>,
-        change: impl FnOnce(&mut Case) -> Result<(), CatalogError> + Send,
     ) -> Result<Case, CatalogError> {
-        let mut tx = self.begin_write().await?;
-        let mut case =
-            fetch_scoped(&mut tx, self.dialect.select_case_for_update, scope, id).await?;
-        let before = case.status;
-        change(&mut case)?;
-        case.updated_at = Timestamp::now();
+        let tx = &mut change.tx;
+        let case = &mut change.case;
+        case.updated_at = change.now;
         bind_case(
             sqlx::query(
                 "UPDATE cases SET office_id = $2, created_by = $3, status = $4, specialty = $5, \
@@ -81,36 +115,53 @@ impl SqlCatalog {
                  patient_mrn = $10, question = $11, history = $12, body_site = $13, duration = $14, \
                  medications = $15, allergies = $16, modality = $17, body_part = $18, \
                  cancel_reason = $19, created_at = $20, updated_at = $21, submitted_at = $22, \
-                 cancelled_at = $23 WHERE id = $1",
+                 cancelled_at = $23, queued_at = $24, due_at = $25, claimed_by = $26, claim_until = $27, \
+                 reported_at = $28, acknowledged_at = $29 WHERE id = $1",
             ),
-            &case,
+            case,
         )
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        if case.status != before {
+        if case.status != change.before {
             sqlx::query(
                 "INSERT INTO case_history (case_id, from_status, to_status, actor, at, note) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(case.id.to_string())
-            .bind(before.as_str())
+            .bind(change.before.as_str())
             .bind(case.status.as_str())
             .bind(ctx.actor.id())
             .bind(case.updated_at.as_millis())
             .bind(note)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         record(
-            &mut tx,
+            tx,
             ctx,
             action,
             Some(case.id.to_string()),
             Some(case.office_id),
         )
         .await?;
-        tx.commit().await?;
-        Ok(case)
+        change.tx.commit().await?;
+        Ok(change.case)
+    }
+
+    /// Loads a case in scope, lets `change` edit it (given the database
+    /// clock), and writes it back with history and audit, in one transaction.
+    async fn change_case(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        action: AuditAction,
+        note: Option<String>,
+        change: impl FnOnce(&mut Case, Timestamp) -> Result<(), CatalogError> + Send,
+    ) -> Result<Case, CatalogError> {
+        let mut c = self.begin_change(scope, id).await?;
+        change(&mut c.case, c.now)?;
+        self.finish_change(c, ctx, action, note).await
     }
 }
 
@@ -146,7 +197,7 @@ impl Cases for SqlCatalog {
                 "INSERT INTO cases (",
                 case_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19, $20, $21, $22, $23)"
+                 $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
             )),
             case,
         )
@@ -246,7 +297,7 @@ impl Cases for SqlCatalog {
         id: CaseId,
         patch: CasePatch,
     ) -> Result<Case, CatalogError> {
-        self.change_case(ctx, scope, id, AuditAction::CaseUpdate, None, |case| {
+        self.change_case(ctx, scope, id, AuditAction::CaseUpdate, None, |case, _| {
             if !case.status.is_editable() {
                 return Err(CatalogError::Conflict(format!(
                     "case is {}: only a draft can be edited",
@@ -269,17 +320,27 @@ impl Cases for SqlCatalog {
             .bind(id.to_string())
             .fetch_one(&self.pool)
             .await?;
-        self.change_case(ctx, scope, id, AuditAction::CaseSubmit, None, |case| {
-            let next = case.status.apply(CaseAction::Submit)?;
-            if images == 0 {
-                return Err(CatalogError::Conflict(
-                    "the case has no images: attach at least one before submitting".to_owned(),
-                ));
-            }
-            case.status = next;
-            case.submitted_at = Some(Timestamp::now());
-            Ok(())
-        })
+        self.change_case(
+            ctx,
+            scope,
+            id,
+            AuditAction::CaseSubmit,
+            None,
+            |case, now| {
+                let next = case.status.apply(CaseAction::Submit)?;
+                if images == 0 {
+                    return Err(CatalogError::Conflict(
+                        "the case has no images: attach at least one before submitting".to_owned(),
+                    ));
+                }
+                case.status = next;
+                case.submitted_at = Some(now);
+                case.queued_at = Some(now);
+                case.due_at =
+                    Some(now.plus(SlaPolicy::default().due_in(case.specialty, case.priority)));
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -291,12 +352,21 @@ impl Cases for SqlCatalog {
         reason: CancelReason,
     ) -> Result<Case, CatalogError> {
         let note = Some(reason.to_string());
-        self.change_case(ctx, scope, id, AuditAction::CaseCancel, note, |case| {
-            case.status = case.status.apply(CaseAction::Cancel)?;
-            case.cancelled_at = Some(Timestamp::now());
-            case.cancel_reason = Some(reason);
-            Ok(())
-        })
+        self.change_case(
+            ctx,
+            scope,
+            id,
+            AuditAction::CaseCancel,
+            note,
+            |case, now| {
+                case.status = case.status.apply(CaseAction::Cancel)?;
+                case.cancelled_at = Some(now);
+                case.claimed_by = None;
+                case.claim_until = None;
+                case.cancel_reason = Some(reason);
+                Ok(())
+            },
+        )
         .await
     }
 }

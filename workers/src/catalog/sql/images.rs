@@ -97,9 +97,9 @@ impl Images for SqlCatalog {
         .ok_or(CatalogError::NotFound { what: "case" })?;
         let status = CaseStatus::parse(&row.try_get::<String, _>("status")?)
             .map_err(|e| CatalogError::corrupt("case", e))?;
-        if status != CaseStatus::Draft {
+        if !matches!(status, CaseStatus::Draft | CaseStatus::InfoRequested) {
             return Err(CatalogError::Conflict(format!(
-                "the case is {}: images can only be added to a draft",
+                "the case is {}: images can only be added to a draft or while the specialist asks for more",
                 status.as_str()
             )));
         }
@@ -131,10 +131,10 @@ impl Images for SqlCatalog {
         .await?;
         match status.as_deref() {
             None => return Err(CatalogError::NotFound { what: "case" }),
-            Some("draft") => {}
+            Some("draft" | "info_requested") => {}
             Some(other) => {
                 return Err(CatalogError::Conflict(format!(
-                    "the case is {other}: images can only be added to a draft"
+                    "the case is {other}: images can only be added to a draft or while the specialist asks for more"
                 )));
             }
         }

@@ -7,6 +7,7 @@
 mod accounts;
 mod audit;
 mod cases;
+mod consult;
 mod derivatives;
 mod images;
 mod queue;
@@ -50,6 +51,9 @@ pub(crate) struct Dialect {
     pub(crate) select_case_for_update: &'static str,
     /// The job queue's statements.
     pub(crate) queue: &'static queue::QueueSql,
+    /// The database clock, in epoch milliseconds: leases and service levels
+    /// are timed by it, so processes with skewed clocks agree.
+    pub(crate) select_now: &'static str,
 }
 
 const SQLITE: Dialect = Dialect {
@@ -64,6 +68,7 @@ const SQLITE: Dialect = Dialect {
         cases::scoped!()
     ),
     queue: &queue::SQLITE_QUEUE,
+    select_now: "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
 };
 
 /// The catalog on a SQL database.

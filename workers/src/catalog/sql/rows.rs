@@ -23,7 +23,8 @@ macro_rules! case_columns {
         "id, office_id, created_by, status, specialty, priority, \
          patient_name, patient_birth_date, patient_sex, patient_mrn, question, history, \
          body_site, duration, medications, allergies, modality, body_part, cancel_reason, \
-         created_at, updated_at, submitted_at, cancelled_at"
+         created_at, updated_at, submitted_at, cancelled_at, queued_at, due_at, claimed_by, \
+         claim_until, reported_at, acknowledged_at"
     };
 }
 pub(super) use case_columns;
@@ -105,6 +106,12 @@ pub(super) fn case(row: &AnyRow) -> Result<Case, CatalogError> {
         updated_at: time(row, "updated_at")?,
         submitted_at: opt_time(row, "submitted_at")?,
         cancelled_at: opt_time(row, "cancelled_at")?,
+        queued_at: opt_time(row, "queued_at")?,
+        due_at: opt_time(row, "due_at")?,
+        claimed_by: opt_parsed(row, "claimed_by", W, |s| s.parse())?,
+        claim_until: opt_time(row, "claim_until")?,
+        reported_at: opt_time(row, "reported_at")?,
+        acknowledged_at: opt_time(row, "acknowledged_at")?,
     })
 }
 
