@@ -59,6 +59,7 @@ pub fn worker_runner(
     let deps = StageDeps {
         catalog: catalog.clone(),
         blobs: blobs.clone(),
+        webhooks: config.webhook_policy(),
     };
     let runner = RunnerConfig {
         concurrency: config.workers,

@@ -43,6 +43,9 @@ pub struct Config {
     pub job_lease: Duration,
     /// How long a specialist's claim on a case lasts unless renewed.
     pub claim_lease: Duration,
+    /// Let webhooks reach plain-http loopback addresses (tests, one-machine
+    /// setups). Off: webhooks go only to https on public addresses.
+    pub webhook_allow_loopback: bool,
 }
 
 impl fmt::Debug for Config {
@@ -58,6 +61,7 @@ impl fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("job_lease", &self.job_lease)
             .field("claim_lease", &self.claim_lease)
+            .field("webhook_allow_loopback", &self.webhook_allow_loopback)
             .finish()
     }
 }
@@ -82,6 +86,7 @@ pub struct FileConfig {
     pub job_lease: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     pub claim_lease: Option<Duration>,
+    pub webhook_allow_loopback: Option<bool>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -99,6 +104,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub job_lease: Option<Duration>,
     pub claim_lease: Option<Duration>,
+    pub webhook_allow_loopback: Option<bool>,
 }
 
 /// The configuration cannot be loaded.
@@ -121,6 +127,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Which webhook targets are allowed.
+    pub fn webhook_policy(&self) -> relay_workers::webhook::TargetPolicy {
+        relay_workers::webhook::TargetPolicy {
+            allow_insecure_loopback: self.webhook_allow_loopback,
+        }
+    }
+
     /// Loads the file named in `overrides` (if any) and lays the overrides on it.
     pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
         let file = match &overrides.config {
@@ -180,13 +193,17 @@ impl Config {
                 .claim_lease
                 .or(file.claim_lease)
                 .unwrap_or(DEFAULT_CLAIM_LEASE),
+            webhook_allow_loopback: over
+                .webhook_allow_loopback
+                .or(file.webhook_allow_loopback)
+                .unwrap_or(false),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -197,6 +214,7 @@ impl Config {
             self.workers,
             humantime::format_duration(self.job_lease),
             humantime::format_duration(self.claim_lease),
+            self.webhook_allow_loopback,
         )
     }
 }

@@ -55,6 +55,9 @@ pub struct StoreArgs {
     /// Blob store: a directory or file://DIR [default: <data-dir>/blobs]
     #[arg(long, global = true, env = "RELAY_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
+    /// Let webhooks go to plain-http loopback addresses (tests, single-machine setups)
+    #[arg(long, global = true, env = "RELAY_WEBHOOK_ALLOW_LOOPBACK")]
+    pub webhook_allow_loopback: bool,
     /// Largest number of database connections this process opens [default: 8]
     #[arg(long, global = true, env = "RELAY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<u32>,
@@ -158,6 +161,7 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         workers: serve.workers,
         job_lease: serve.job_lease,
         claim_lease: serve.claim_lease,
+        webhook_allow_loopback: store.webhook_allow_loopback.then_some(true),
     }
 }
 

@@ -122,6 +122,7 @@ pub async fn frame(
     let deps = StageDeps {
         catalog: state.catalog.clone(),
         blobs: state.blobs.clone(),
+        webhooks: relay_workers::webhook::TargetPolicy::default(),
     };
     let rendition = rendered_frame(&deps, &image, frame, window).await?;
     serve_verified(

@@ -177,6 +177,7 @@ impl Relay {
                 );
             }
         };
+        relay_workers::tls::install_crypto_provider();
         Server {
             child,
             base: format!("http://{addr}"),

@@ -18,5 +18,6 @@ pub mod ingest;
 pub mod model;
 pub mod queue;
 pub mod stages;
+pub mod tls;
 pub mod token;
 pub mod webhook;

@@ -11,6 +11,8 @@ use relay_workers::catalog::Catalog;
 use relay_workers::model::{Name, NewUser, OfficeId, Role, Specialty, Timestamp, TokenId, UserId};
 use relay_workers::token::{IssuedToken, PresentedToken};
 
+use relay_workers::webhook::{TargetPolicy, WebhookSecret, WebhookTarget};
+
 use crate::cli::output::json_lines;
 
 #[derive(Debug, Subcommand)]
@@ -22,6 +24,18 @@ pub enum OfficeCommand {
     },
     /// List offices as JSON lines.
     List,
+    /// Send this office's events (report signed, addendum, question) to its
+    /// HTTPS endpoint; prints the signing secret, shown only once.
+    Webhook {
+        #[arg(long, value_name = "OFFICE_ID")]
+        office: String,
+        /// The endpoint, e.g. https://ehr.clinic.example/relay-events
+        #[arg(long, required_unless_present = "remove", conflicts_with = "remove")]
+        url: Option<String>,
+        /// Stop sending webhooks to this office.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Change an office's settings; prints its id.
     Update {
         #[arg(long, value_name = "OFFICE_ID")]
@@ -76,7 +90,11 @@ pub enum TokenCommand {
     },
 }
 
-pub async fn office(catalog: &dyn Catalog, command: OfficeCommand) -> anyhow::Result<ExitCode> {
+pub async fn office(
+    catalog: &dyn Catalog,
+    policy: TargetPolicy,
+    command: OfficeCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         OfficeCommand::Create { name } => {
             let name = Name::try_from(name).context("invalid --name")?;
@@ -88,6 +106,45 @@ pub async fn office(catalog: &dyn Catalog, command: OfficeCommand) -> anyhow::Re
         }
         OfficeCommand::List => {
             json_lines(catalog.list_offices().await?)?;
+        }
+        OfficeCommand::Webhook {
+            office,
+            url,
+            remove,
+        } => {
+            let id = parse_id::<OfficeId>(&office, "--office")?;
+            let no_office = |e: relay_workers::catalog::CatalogError| match e.is_not_found() {
+                true => anyhow::anyhow!("no such office; list them with 'relay admin office list'"),
+                false => e.into(),
+            };
+            match (url, remove) {
+                (Some(url), false) => {
+                    let target = WebhookTarget::parse(&url, policy)
+                        .with_context(|| format!("--url {url:?} cannot receive webhooks"))?;
+                    let secret = WebhookSecret::generate()
+                        .context("the system random number generator failed")?;
+                    catalog
+                        .set_webhook(
+                            &AuditContext::operator(),
+                            id,
+                            Some((target.to_string(), secret.to_string())),
+                        )
+                        .await
+                        .map_err(no_office)?;
+                    eprintln!(
+                        "office {id}: events go to {target}; verify them with this secret, shown only once:"
+                    );
+                    println!("{secret}");
+                }
+                _ => {
+                    catalog
+                        .set_webhook(&AuditContext::operator(), id, None)
+                        .await
+                        .map_err(no_office)?;
+                    eprintln!("office {id}: no more webhooks");
+                    println!("{id}");
+                }
+            }
         }
         OfficeCommand::Update {
             office,

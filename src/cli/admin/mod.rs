@@ -36,7 +36,9 @@ enum AdminCommand {
 pub async fn run(config: &Config, args: AdminArgs) -> anyhow::Result<ExitCode> {
     let catalog = open_catalog(config).await?;
     let result = match args.command {
-        AdminCommand::Office(c) => accounts::office(catalog.as_ref(), c).await,
+        AdminCommand::Office(c) => {
+            accounts::office(catalog.as_ref(), config.webhook_policy(), c).await
+        }
         AdminCommand::User(c) => accounts::user(catalog.as_ref(), c).await,
         AdminCommand::Token(c) => accounts::token(catalog.as_ref(), c).await,
         AdminCommand::Audit(a) => audit::run(catalog.as_ref(), a).await,

@@ -33,6 +33,19 @@ use std::time::Duration;
 pub trait Accounts: Send + Sync {
     async fn create_office(&self, ctx: &AuditContext, name: Name) -> Result<Office, CatalogError>;
     async fn list_offices(&self) -> Result<Vec<Office>, CatalogError>;
+    /// Where an office's events are POSTed, and the secret that signs them;
+    /// `None` removes the webhook.
+    async fn set_webhook(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        webhook: Option<(String, String)>,
+    ) -> Result<(), CatalogError>;
+    /// The office's webhook URL and signing secret, if configured.
+    async fn office_webhook(
+        &self,
+        office: OfficeId,
+    ) -> Result<Option<(String, String)>, CatalogError>;
     /// Whether photos from this office lose their location metadata.
     async fn set_strip_location(
         &self,

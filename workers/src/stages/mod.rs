@@ -3,6 +3,7 @@
 //! Architecture Invariant: every job kind is registered here and nowhere
 //! else, so `relay serve` and `relay worker` run the same stages.
 
+pub mod deliver;
 pub mod derive;
 
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use crate::blob::BlobStore;
 use crate::catalog::Catalog;
 use crate::queue::{Registry, Typed};
+use crate::webhook::TargetPolicy;
 
+pub use deliver::DeliverJob;
 pub use derive::{DeriveJob, RenderError, rendered_frame};
 
 /// What the stages need.
@@ -18,6 +21,8 @@ pub use derive::{DeriveJob, RenderError, rendered_frame};
 pub struct StageDeps {
     pub catalog: Arc<dyn Catalog>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Which webhook targets deliveries may reach.
+    pub webhooks: TargetPolicy,
 }
 
 impl std::fmt::Debug for StageDeps {
@@ -31,8 +36,14 @@ impl std::fmt::Debug for StageDeps {
 /// Every job handler Relay runs.
 pub fn registry(deps: &StageDeps) -> Registry {
     let derive_deps = deps.clone();
-    Registry::new().register(Typed::new(move |job: DeriveJob| {
-        let deps = derive_deps.clone();
-        async move { derive::derive(&deps, job).await }
-    }))
+    let deliver_deps = deps.clone();
+    Registry::new()
+        .register(Typed::new(move |job: DeriveJob| {
+            let deps = derive_deps.clone();
+            async move { derive::derive(&deps, job).await }
+        }))
+        .register(Typed::new(move |job: DeliverJob| {
+            let deps = deliver_deps.clone();
+            async move { deliver::deliver(&deps, deps.webhooks, job).await }
+        }))
 }

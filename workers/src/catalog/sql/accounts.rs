@@ -46,6 +46,48 @@ impl Accounts for SqlCatalog {
             .collect()
     }
 
+    async fn set_webhook(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        webhook: Option<(String, String)>,
+    ) -> Result<(), CatalogError> {
+        let (url, secret) = webhook.unzip();
+        let mut tx = self.begin_write().await?;
+        let updated =
+            sqlx::query("UPDATE offices SET webhook_url = $1, webhook_secret = $2 WHERE id = $3")
+                .bind(url)
+                .bind(secret)
+                .bind(office.to_string())
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(CatalogError::NotFound { what: "office" });
+        }
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::OfficeUpdate,
+            Some(office.to_string()),
+            Some(office),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn office_webhook(
+        &self,
+        office: OfficeId,
+    ) -> Result<Option<(String, String)>, CatalogError> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT webhook_url, webhook_secret FROM offices WHERE id = $1")
+                .bind(office.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(url, secret)| url.zip(secret)))
+    }
+
     async fn set_strip_location(
         &self,
         ctx: &AuditContext,

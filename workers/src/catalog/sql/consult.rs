@@ -67,8 +67,14 @@ async fn enqueue_delivery(
          VALUES ('deliver', $1, 'queued', 10, $2, $2, $2)",
     )
     .bind(
-        serde_json::json!({ "case_id": case.id, "office_id": case.office_id, "event": event })
-            .to_string(),
+        serde_json::json!({
+            "delivery_id": format!("dlv_{}", uuid::Uuid::now_v7().simple()),
+            "case_id": case.id,
+            "office_id": case.office_id,
+            "event": event,
+            "occurred_at": now,
+        })
+        .to_string(),
     )
     .bind(now.as_millis())
     .execute(&mut *tx)
