@@ -12,6 +12,10 @@
 //! * Derive: thumbnail + preview of a 12 MP JPEG and of a 512×512 CT slice,
 //!   beside the same run's raw decode of the same file, as a ratio.
 //!
+//! * Worklist: p50 and p99 latency of a specialist's first worklist page
+//!   with 100 000 cases in the catalog (half of them of the specialist's
+//!   specialty, 70 % of those waiting), audit events included.
+//!
 //! Inputs are made by the bench (a noise-and-gradient photo encoded as
 //! JPEG; a CT-like Part 10 object); numbers are medians of several runs.
 
@@ -204,6 +208,88 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
     )
 }
 
+/// p50 and p99 of the worklist query over 100 000 cases, in milliseconds.
+async fn worklist_latency() -> (f64, f64) {
+    use relay_workers::audit::AuditContext;
+    use relay_workers::catalog::{Accounts, Cases, Consult};
+    use relay_workers::model::{
+        Case, Name, NewCase, NewUser, Specialty, Timestamp, UserId, WorklistQuery,
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let catalog = catalog(&dir).await;
+    let ctx = AuditContext::operator();
+    let office = catalog
+        .create_office(&ctx, Name::try_from("Bench".to_owned()).expect("name"))
+        .await
+        .expect("office");
+    let user = catalog
+        .create_user(
+            &ctx,
+            NewUser::Office {
+                name: Name::try_from("U".to_owned()).expect("name"),
+                office: office.id,
+            },
+        )
+        .await
+        .expect("user");
+    let new: NewCase = serde_json::from_value(serde_json::json!({
+        "patient": {"name": "P", "birth_date": "1970-01-01", "sex": "female", "mrn": "M"},
+        "specialty": "dermatology", "question": "Q"
+    }))
+    .expect("referral");
+    catalog
+        .create_case(
+            &ctx,
+            &Case::draft(new, office.id, user.id, Timestamp::now()),
+        )
+        .await
+        .expect("case");
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("db");
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+             INSERT INTO cases SELECT printf('%08x-0000-7000-8000-%012x', i, i), c.office_id, c.created_by, \
+               CASE WHEN i % 10 < 7 THEN 'submitted' ELSE 'reported' END, \
+               CASE WHEN i % 2 = 0 THEN 'dermatology' ELSE 'radiology' END, \
+               CASE WHEN i % 20 = 0 THEN 'stat' WHEN i % 5 = 0 THEN 'urgent' ELSE 'routine' END, \
+               c.patient_name, c.patient_birth_date, c.patient_sex, c.patient_mrn, c.question, c.history, \
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.created_at + i, c.created_at + i, c.created_at + i, NULL, \
+               c.created_at + i, c.created_at + i + 86400000 * (i % 4), NULL, NULL, NULL, NULL \
+             FROM n, (SELECT * FROM cases LIMIT 1) c",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("100 000 cases");
+        sqlx::query("ANALYZE")
+            .execute(&mut conn)
+            .await
+            .expect("analyze");
+    }
+    let query = WorklistQuery {
+        page: 1,
+        per_page: 25,
+        ..WorklistQuery::default()
+    };
+    let specialist = UserId::generate();
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let page = catalog
+            .worklist(&ctx, specialist, Specialty::Dermatology, &query)
+            .await
+            .expect("worklist");
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(page.items.len(), 25);
+    }
+    samples.sort_by(f64::total_cmp);
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
 #[tokio::main]
 async fn main() {
     println!(
@@ -219,6 +305,10 @@ async fn main() {
             rate / commits
         );
     }
+    let (p50, p99) = worklist_latency().await;
+    println!(
+        "worklist page of 25 with 100 000 cases: p50 {p50:6.1} ms   p99 {p99:6.1} ms   (200 queries, audit events included)"
+    );
     let limits = DeriveLimits::default();
     let photo = photo_12mp();
     let decode = time(3, || image::load_from_memory(&photo).expect("decode"));
