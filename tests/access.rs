@@ -123,6 +123,12 @@ fn routes() -> Vec<Route> {
             Scoped,
         ),
         on(
+            Setup::Reported,
+            Method::GET,
+            "/api/v1/cases/{id}/report.html",
+            Scoped,
+        ),
+        on(
             Setup::Submitted,
             Method::POST,
             "/api/v1/cases/{id}/request-info",

@@ -13,6 +13,7 @@ mod images;
 mod jobs;
 mod me;
 pub mod metrics;
+mod printable;
 mod renditions;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(consult::release))
         .routes(routes!(consult::save_draft, consult::report))
         .routes(routes!(consult::sign))
+        .routes(routes!(printable::printable))
         .routes(routes!(consult::addendum))
         .routes(routes!(consult::request_info))
         .routes(routes!(consult::answer))
