@@ -683,6 +683,9 @@ struct Api {
 
 impl Api {
     fn connect(server: &Server) -> Result<Self> {
+        // reqwest is built with `rustls-no-provider` in this workspace: it
+        // needs the process's provider even for plain HTTP.
+        relay_workers::tls::install_crypto_provider();
         Ok(Self {
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -108,14 +108,23 @@ async fn acknowledged_uploads_survive_sigkill() {
             unanswered.extend(pending);
         }
 
-        // Restart on the same data and check every promise.
+        // Restart on the same data and check every promise. The spool files
+        // the crash left behind must be gone (new ones may appear at once:
+        // the restarted worker derives while we look).
+        // Plus one planted like a half-written upload, so the check never
+        // passes for want of leftovers.
+        let planted = relay.data_dir().join(format!("blobs/tmp/.tmpcrash{round}"));
+        std::fs::write(&planted, b"half an upload").expect("plant a spool file");
+        let left_by_crash = files_under(&relay.data_dir().join("blobs/tmp"));
+        assert!(left_by_crash.contains(&planted));
         let server = relay.start_with(
             &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
             &[],
         );
+        let survivors: Vec<_> = left_by_crash.iter().filter(|f| f.exists()).collect();
         assert!(
-            files_under(&relay.data_dir().join("blobs/tmp")).is_empty(),
-            "round {round}: spool files survived the restart"
+            survivors.is_empty(),
+            "round {round}: spool files survived the restart: {survivors:?}"
         );
         for (image, stored) in &acknowledged {
             let response = server
