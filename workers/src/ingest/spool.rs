@@ -2,19 +2,25 @@
 //! sha256 as they arrive. Memory stays flat whatever the size; the limit is
 //! enforced while streaming, so an oversized body is refused at the limit,
 //! not after it has been written.
+//!
+//! Hashing and writing run on one blocking thread fed through a small
+//! bounded channel, so the network, the hash and the disk work at the same
+//! time instead of taking turns on the async executor.
 
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
 
 use super::IngestError;
 use super::sniff::SNIFF_LEN;
 use crate::blob::BlobError;
 use crate::model::{Sha256, Sha256Hasher};
 
-const WRITE_BUFFER: usize = 256 * 1024;
+const WRITE_BUFFER: usize = 1 << 20;
+/// Chunks in flight between the socket and the writer (backpressure).
+const IN_FLIGHT: usize = 16;
 
 /// An upload held in a temporary file (removed when dropped).
 #[derive(Debug)]
@@ -26,43 +32,70 @@ pub struct Spooled {
     pub head: Vec<u8>,
 }
 
+/// Hashes and writes what arrives on `chunks` until the sender is dropped.
+fn write_all(
+    dir: &Path,
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+) -> std::io::Result<(tempfile::NamedTempFile, Sha256)> {
+    let file = tempfile::NamedTempFile::new_in(dir)?;
+    let mut hasher = Sha256Hasher::new();
+    {
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file.as_file());
+        while let Some(chunk) = chunks.blocking_recv() {
+            hasher.update(&chunk);
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+    }
+    Ok((file, hasher.finish()))
+}
+
 /// Streams `body` into a new file in `dir`, hashing as it goes.
 pub async fn spool<S, E>(body: S, dir: &Path, limit: u64) -> Result<Spooled, IngestError>
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
     let dir = dir.to_owned();
-    let file = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(dir))
-        .await
-        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
-        .map_err(BlobError::io)?;
-    let handle = file.as_file().try_clone().map_err(BlobError::io)?;
-    let mut out =
-        tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(handle));
-    let mut hasher = Sha256Hasher::new();
+    let writer = tokio::task::spawn_blocking(move || write_all(&dir, receiver));
     let mut head = Vec::with_capacity(SNIFF_LEN);
     let mut size = 0u64;
+    let mut refusal = None;
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| IngestError::Interrupted)?;
+        let Ok(chunk) = chunk else {
+            refusal = Some(IngestError::Interrupted);
+            break;
+        };
         size += chunk.len() as u64;
         if size > limit {
-            return Err(IngestError::TooLarge { limit });
+            refusal = Some(IngestError::TooLarge { limit });
+            break;
         }
         if head.len() < SNIFF_LEN {
             let take = (SNIFF_LEN - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
-        hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(BlobError::io)?;
+        if sender.send(chunk).await.is_err() {
+            break; // the writer failed; its error is reported below
+        }
     }
-    out.flush().await.map_err(BlobError::io)?;
+    drop(sender);
+    let written = writer
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        .map_err(BlobError::io);
+    // A refusal wins over whatever the writer did; the file is dropped with it.
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
+    let (file, sha256) = written?;
     if size == 0 {
         return Err(IngestError::Empty);
     }
     Ok(Spooled {
         file,
-        sha256: hasher.finish(),
+        sha256,
         size,
         head,
     })
