@@ -75,6 +75,7 @@ impl fmt::Debug for DicomDerivatives {
 /// window and rescale are taken from the functional groups (shared, else
 /// the first frame's) when they are not at the top level.
 pub fn derive_dicom(path: &Path, limits: &DeriveLimits) -> Result<DicomDerivatives, DeriveError> {
+    check_size(path, limits)?;
     let object = open(path)?;
     let attributes = attributes::collect(&object);
     let layout = layout::PixelLayout::read(&object, limits)?;
@@ -102,6 +103,21 @@ pub fn read_attributes(path: &Path) -> Result<Value, DeriveError> {
     Ok(attributes::collect(&object))
 }
 
+/// Refuses, before anything is read, an object too large to hold in memory.
+fn check_size(path: &Path, limits: &DeriveLimits) -> Result<(), DeriveError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| DeriveError::invalid(format!("the DICOM file cannot be read: {e}")))?
+        .len();
+    if size > limits.max_dicom_bytes {
+        return Err(DeriveError::unsupported(format!(
+            "objects over {} MiB are not rendered yet (this one has {} MiB)",
+            limits.max_dicom_bytes >> 20,
+            size >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// Renders one frame as 8-bit JPEG no larger than `max_side`.
 ///
 /// The pipeline: modality LUT (rescale slope/intercept), then VOI windowing
@@ -126,6 +142,7 @@ pub fn render_frame(
             "the rendition size must be at least 1",
         ));
     }
+    check_size(path, limits)?;
     let object = open(path)?;
     let layout = layout::PixelLayout::read(&object, limits)?;
     let display = window::render(&object, &layout, frame, window)?;

@@ -126,14 +126,20 @@ pub struct DeriveLimits {
     pub max_pixels: u64,
     /// Most frames a DICOM object may declare.
     pub max_frames: u32,
+    /// Largest DICOM file rendered. The decoder reads a whole object,
+    /// pixel data included, into memory; past this size the object is
+    /// recorded as not renderable rather than risk the worker's memory.
+    pub max_dicom_bytes: u64,
 }
 
 impl Default for DeriveLimits {
-    /// 100 megapixels (a 10k × 10k scan) and 2000 frames (a long cine loop).
+    /// 100 megapixels (a 10k × 10k scan), 2000 frames (a long cine loop),
+    /// 512 MiB per DICOM object.
     fn default() -> Self {
         DeriveLimits {
             max_pixels: 100_000_000,
             max_frames: 2000,
+            max_dicom_bytes: 512 << 20,
         }
     }
 }

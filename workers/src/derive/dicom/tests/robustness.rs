@@ -68,8 +68,32 @@ fn limits_are_checked_before_decoding() {
     let enough = DeriveLimits {
         max_pixels: 40_960,
         max_frames: 10,
+        ..DeriveLimits::default()
     };
     assert!(derive_dicom(&path, &enough).is_ok());
+}
+
+#[test]
+fn objects_too_large_to_hold_are_unsupported_before_they_are_read() {
+    let path = fixture("dicom/emri_small.dcm");
+    let size = std::fs::metadata(&path).expect("fixture").len();
+    let small = DeriveLimits {
+        max_dicom_bytes: size - 1,
+        ..DeriveLimits::default()
+    };
+    let Err(DeriveError::Unsupported(message)) = derive_dicom(&path, &small) else {
+        panic!("an object over the size bound must be Unsupported");
+    };
+    assert!(message.contains("not rendered yet"), "{message}");
+    assert!(matches!(
+        render_frame(&path, 0, None, 256, &small),
+        Err(DeriveError::Unsupported(_))
+    ));
+    let exact = DeriveLimits {
+        max_dicom_bytes: size,
+        ..DeriveLimits::default()
+    };
+    assert!(derive_dicom(&path, &exact).is_ok());
 }
 
 #[test]
