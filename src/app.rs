@@ -12,7 +12,7 @@ use relay_workers::blob::BlobStore;
 use relay_workers::catalog::SqlCatalog;
 use relay_workers::ingest::{Ingest, IngestLimits};
 use relay_workers::queue::{Runner, RunnerConfig};
-use relay_workers::stages::{StageDeps, registry};
+use relay_workers::stages::{Mailer, MailerError, StageDeps, registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,8 @@ const SEAL_INTERVAL: Duration = Duration::from_secs(1);
 pub enum StartError {
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error("cannot send e-mail notices")]
+    Mail(#[from] MailerError),
     #[error(
         "cannot listen on {addr} (is another server using it? choose another address with --listen)"
     )]
@@ -55,18 +57,23 @@ pub fn worker_runner(
     catalog: &Arc<SqlCatalog>,
     blobs: &Arc<dyn BlobStore>,
     config: &Config,
-) -> Runner {
+) -> Result<Runner, MailerError> {
     let deps = StageDeps {
         catalog: catalog.clone(),
         blobs: blobs.clone(),
         webhooks: config.webhook_policy(),
+        mail: config
+            .smtp_url
+            .as_deref()
+            .map(|url| Mailer::new(url, &config.mail_from, &config.public_url))
+            .transpose()?,
     };
     let runner = RunnerConfig {
         concurrency: config.workers,
         lease: config.job_lease,
         ..RunnerConfig::default()
     };
-    Runner::new(catalog.clone(), registry(&deps), runner)
+    Ok(Runner::new(catalog.clone(), registry(&deps), runner))
 }
 
 impl App {
@@ -97,7 +104,9 @@ impl App {
             ..IngestLimits::default()
         };
         let ingest = Ingest::new(catalog.clone(), blobs.clone(), limits);
-        let runner = (config.workers > 0).then(|| worker_runner(&catalog, &blobs, config));
+        let runner = (config.workers > 0)
+            .then(|| worker_runner(&catalog, &blobs, config))
+            .transpose()?;
         let state = AppState {
             catalog: catalog.clone(),
             blobs,

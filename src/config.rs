@@ -46,6 +46,12 @@ pub struct Config {
     /// Let webhooks reach plain-http loopback addresses (tests, one-machine
     /// setups). Off: webhooks go only to https on public addresses.
     pub webhook_allow_loopback: bool,
+    /// The SMTP relay for e-mail notices (`smtp://host:port`), if any.
+    pub smtp_url: Option<String>,
+    /// The sender of e-mail notices.
+    pub mail_from: String,
+    /// How offices reach Relay, for links in notices.
+    pub public_url: String,
 }
 
 impl fmt::Debug for Config {
@@ -62,6 +68,9 @@ impl fmt::Debug for Config {
             .field("job_lease", &self.job_lease)
             .field("claim_lease", &self.claim_lease)
             .field("webhook_allow_loopback", &self.webhook_allow_loopback)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -87,6 +96,9 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     pub claim_lease: Option<Duration>,
     pub webhook_allow_loopback: Option<bool>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub public_url: Option<String>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -105,6 +117,9 @@ pub struct Overrides {
     pub job_lease: Option<Duration>,
     pub claim_lease: Option<Duration>,
     pub webhook_allow_loopback: Option<bool>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub public_url: Option<String>,
 }
 
 /// The configuration cannot be loaded.
@@ -197,13 +212,22 @@ impl Config {
                 .webhook_allow_loopback
                 .or(file.webhook_allow_loopback)
                 .unwrap_or(false),
+            smtp_url: over.smtp_url.or(file.smtp_url),
+            mail_from: over
+                .mail_from
+                .or(file.mail_from)
+                .unwrap_or_else(|| "relay@localhost".to_owned()),
+            public_url: over
+                .public_url
+                .or(file.public_url)
+                .unwrap_or_else(|| format!("http://{listen}")),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -215,6 +239,9 @@ impl Config {
             humantime::format_duration(self.job_lease),
             humantime::format_duration(self.claim_lease),
             self.webhook_allow_loopback,
+            self.smtp_url.as_deref().map(redact_url).unwrap_or_default(),
+            self.mail_from,
+            self.public_url,
         )
     }
 }

@@ -55,6 +55,21 @@ pub struct StoreArgs {
     /// Blob store: a directory or file://DIR [default: <data-dir>/blobs]
     #[arg(long, global = true, env = "RELAY_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
+    /// SMTP relay for e-mail notices, e.g. smtp://127.0.0.1:25 [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "RELAY_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+    /// Sender of e-mail notices [default: relay@localhost]
+    #[arg(long, global = true, env = "RELAY_MAIL_FROM", value_name = "ADDRESS")]
+    pub mail_from: Option<String>,
+    /// How offices reach Relay, for links in notices [default: http://<listen>]
+    #[arg(long, global = true, env = "RELAY_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Let webhooks go to plain-http loopback addresses (tests, single-machine setups)
     #[arg(long, global = true, env = "RELAY_WEBHOOK_ALLOW_LOOPBACK")]
     pub webhook_allow_loopback: bool,
@@ -162,6 +177,9 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         job_lease: serve.job_lease,
         claim_lease: serve.claim_lease,
         webhook_allow_loopback: store.webhook_allow_loopback.then_some(true),
+        smtp_url: store.smtp_url.clone(),
+        mail_from: store.mail_from.clone(),
+        public_url: store.public_url.clone(),
     }
 }
 

@@ -15,7 +15,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let catalog = open_catalog(&config).await?;
     let blobs = open_blobs(&config)?;
-    let runner = worker_runner(&catalog, &blobs, &config);
+    let runner = worker_runner(&catalog, &blobs, &config)?;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(runner.run(stop.clone()));
     shutdown::signal().await;

@@ -123,6 +123,7 @@ pub async fn frame(
         catalog: state.catalog.clone(),
         blobs: state.blobs.clone(),
         webhooks: relay_workers::webhook::TargetPolicy::default(),
+        mail: None,
     };
     let rendition = rendered_frame(&deps, &image, frame, window).await?;
     serve_verified(

@@ -36,6 +36,21 @@ pub enum OfficeCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Send this office e-mail notices (case id and link, no patient data).
+    Email {
+        #[arg(long, value_name = "OFFICE_ID")]
+        office: String,
+        #[arg(
+            long,
+            required_unless_present = "remove",
+            conflicts_with = "remove",
+            value_name = "ADDRESS"
+        )]
+        to: Option<String>,
+        /// Stop e-mail notices to this office.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Change an office's settings; prints its id.
     Update {
         #[arg(long, value_name = "OFFICE_ID")]
@@ -145,6 +160,30 @@ pub async fn office(
                     println!("{id}");
                 }
             }
+        }
+        OfficeCommand::Email { office, to, remove } => {
+            let id = parse_id::<OfficeId>(&office, "--office")?;
+            let to = match (to, remove) {
+                (Some(to), false) => {
+                    let address = lettre_address(&to)?;
+                    Some(address)
+                }
+                _ => None,
+            };
+            catalog
+                .set_notify_email(&AuditContext::operator(), id, to.clone())
+                .await
+                .map_err(|e| match e.is_not_found() {
+                    true => {
+                        anyhow::anyhow!("no such office; list them with 'relay admin office list'")
+                    }
+                    false => e.into(),
+                })?;
+            match to {
+                Some(to) => eprintln!("office {id}: e-mail notices go to {to}"),
+                None => eprintln!("office {id}: no more e-mail notices"),
+            }
+            println!("{id}");
         }
         OfficeCommand::Update {
             office,
@@ -276,6 +315,13 @@ fn parse_id<T: std::str::FromStr<Err = relay_workers::model::InvalidValue>>(
     flag: &str,
 ) -> anyhow::Result<T> {
     text.parse().with_context(|| format!("invalid {flag}"))
+}
+
+/// An e-mail address, checked the way the mailer will read it.
+fn lettre_address(text: &str) -> anyhow::Result<String> {
+    relay_workers::stages::Mailer::new("smtp://localhost:25", text, "")
+        .map(|_| text.trim().to_owned())
+        .map_err(|_| anyhow::anyhow!("--to {text:?} is not an e-mail address"))
 }
 
 /// `90d`, `12h`, `never`.

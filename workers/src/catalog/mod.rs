@@ -46,6 +46,14 @@ pub trait Accounts: Send + Sync {
         &self,
         office: OfficeId,
     ) -> Result<Option<(String, String)>, CatalogError>;
+    /// Where the office wants e-mail notices; `None` stops them.
+    async fn set_notify_email(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        to: Option<String>,
+    ) -> Result<(), CatalogError>;
+    async fn office_notify_email(&self, office: OfficeId) -> Result<Option<String>, CatalogError>;
     /// Whether photos from this office lose their location metadata.
     async fn set_strip_location(
         &self,

@@ -5,6 +5,7 @@
 
 pub mod deliver;
 pub mod derive;
+pub mod email;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::webhook::TargetPolicy;
 
 pub use deliver::DeliverJob;
 pub use derive::{DeriveJob, RenderError, rendered_frame};
+pub use email::{EmailJob, Mailer, MailerError};
 
 /// What the stages need.
 #[derive(Clone)]
@@ -23,6 +25,8 @@ pub struct StageDeps {
     pub blobs: Arc<dyn BlobStore>,
     /// Which webhook targets deliveries may reach.
     pub webhooks: TargetPolicy,
+    /// How e-mail notices leave, when configured.
+    pub mail: Option<email::Mailer>,
 }
 
 impl std::fmt::Debug for StageDeps {
@@ -37,6 +41,7 @@ impl std::fmt::Debug for StageDeps {
 pub fn registry(deps: &StageDeps) -> Registry {
     let derive_deps = deps.clone();
     let deliver_deps = deps.clone();
+    let email_deps = deps.clone();
     Registry::new()
         .register(Typed::new(move |job: DeriveJob| {
             let deps = derive_deps.clone();
@@ -45,5 +50,9 @@ pub fn registry(deps: &StageDeps) -> Registry {
         .register(Typed::new(move |job: DeliverJob| {
             let deps = deliver_deps.clone();
             async move { deliver::deliver(&deps, deps.webhooks, job).await }
+        }))
+        .register(Typed::new(move |job: EmailJob| {
+            let deps = email_deps.clone();
+            async move { email::email(&deps, job).await }
         }))
 }

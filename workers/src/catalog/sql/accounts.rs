@@ -76,6 +76,42 @@ impl Accounts for SqlCatalog {
         Ok(())
     }
 
+    async fn set_notify_email(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        to: Option<String>,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE offices SET notify_email = $1 WHERE id = $2")
+            .bind(to)
+            .bind(office.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(CatalogError::NotFound { what: "office" });
+        }
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::OfficeUpdate,
+            Some(office.to_string()),
+            Some(office),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn office_notify_email(&self, office: OfficeId) -> Result<Option<String>, CatalogError> {
+        let to: Option<Option<String>> =
+            sqlx::query_scalar("SELECT notify_email FROM offices WHERE id = $1")
+                .bind(office.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(to.flatten())
+    }
+
     async fn office_webhook(
         &self,
         office: OfficeId,

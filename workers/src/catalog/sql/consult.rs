@@ -62,20 +62,20 @@ async fn enqueue_delivery(
     event: &str,
     now: Timestamp,
 ) -> Result<(), CatalogError> {
+    // One job per channel, so a webhook and an e-mail retry independently.
+    let payload = serde_json::json!({
+        "delivery_id": format!("dlv_{}", uuid::Uuid::now_v7().simple()),
+        "case_id": case.id,
+        "office_id": case.office_id,
+        "event": event,
+        "occurred_at": now,
+    })
+    .to_string();
     sqlx::query(
         "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, updated_at) \
-         VALUES ('deliver', $1, 'queued', 10, $2, $2, $2)",
+         VALUES ('deliver', $1, 'queued', 10, $2, $2, $2), ('email', $1, 'queued', 10, $2, $2, $2)",
     )
-    .bind(
-        serde_json::json!({
-            "delivery_id": format!("dlv_{}", uuid::Uuid::now_v7().simple()),
-            "case_id": case.id,
-            "office_id": case.office_id,
-            "event": event,
-            "occurred_at": now,
-        })
-        .to_string(),
-    )
+    .bind(payload)
     .bind(now.as_millis())
     .execute(&mut *tx)
     .await?;
