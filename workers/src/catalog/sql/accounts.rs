@@ -10,6 +10,32 @@ use crate::catalog::{Accounts, CatalogError, TokenCredentials, TokenInfo};
 use crate::model::{Name, NewUser, Office, OfficeId, Timestamp, TokenId, User, UserId};
 use crate::token::IssuedToken;
 
+impl SqlCatalog {
+    /// Runs one `UPDATE offices …` with its audit event; `NotFound` when
+    /// the office does not exist.
+    async fn update_office(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        if query.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Err(CatalogError::NotFound { what: "office" });
+        }
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::OfficeUpdate,
+            Some(office.to_string()),
+            Some(office),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Accounts for SqlCatalog {
     async fn create_office(&self, ctx: &AuditContext, name: Name) -> Result<Office, CatalogError> {
@@ -53,27 +79,12 @@ impl Accounts for SqlCatalog {
         webhook: Option<(String, String)>,
     ) -> Result<(), CatalogError> {
         let (url, secret) = webhook.unzip();
-        let mut tx = self.begin_write().await?;
-        let updated =
+        let query =
             sqlx::query("UPDATE offices SET webhook_url = $1, webhook_secret = $2 WHERE id = $3")
                 .bind(url)
                 .bind(secret)
-                .bind(office.to_string())
-                .execute(&mut *tx)
-                .await?;
-        if updated.rows_affected() == 0 {
-            return Err(CatalogError::NotFound { what: "office" });
-        }
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::OfficeUpdate,
-            Some(office.to_string()),
-            Some(office),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+                .bind(office.to_string());
+        self.update_office(ctx, office, query).await
     }
 
     async fn set_notify_email(
@@ -82,25 +93,10 @@ impl Accounts for SqlCatalog {
         office: OfficeId,
         to: Option<String>,
     ) -> Result<(), CatalogError> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query("UPDATE offices SET notify_email = $1 WHERE id = $2")
+        let query = sqlx::query("UPDATE offices SET notify_email = $1 WHERE id = $2")
             .bind(to)
-            .bind(office.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(CatalogError::NotFound { what: "office" });
-        }
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::OfficeUpdate,
-            Some(office.to_string()),
-            Some(office),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            .bind(office.to_string());
+        self.update_office(ctx, office, query).await
     }
 
     async fn office_notify_email(&self, office: OfficeId) -> Result<Option<String>, CatalogError> {
@@ -130,25 +126,10 @@ impl Accounts for SqlCatalog {
         office: OfficeId,
         strip: bool,
     ) -> Result<(), CatalogError> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query("UPDATE offices SET strip_location = $1 WHERE id = $2")
+        let query = sqlx::query("UPDATE offices SET strip_location = $1 WHERE id = $2")
             .bind(i64::from(strip))
-            .bind(office.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(CatalogError::NotFound { what: "office" });
-        }
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::OfficeUpdate,
-            Some(office.to_string()),
-            Some(office),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            .bind(office.to_string());
+        self.update_office(ctx, office, query).await
     }
 
     async fn create_user(&self, ctx: &AuditContext, new: NewUser) -> Result<User, CatalogError> {
