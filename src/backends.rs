@@ -38,9 +38,8 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<SqlCatalog>, OpenError>
         max_connections: config.max_connections,
         ..PoolSettings::default()
     };
-    Ok(Arc::new(
-        SqlCatalog::connect(&config.database, &settings).await?,
-    ))
+    let catalog = SqlCatalog::connect(&config.database, &settings).await?;
+    Ok(Arc::new(catalog.with_sla(config.sla.clone())))
 }
 
 /// Opens the blob store named by `config.blobs`: `file://DIR` or a path.

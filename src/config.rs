@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use relay_workers::catalog::redact_url;
+use relay_workers::model::SlaPolicy;
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -52,6 +53,8 @@ pub struct Config {
     pub mail_from: String,
     /// How offices reach Relay, for links in notices.
     pub public_url: String,
+    /// Service levels per specialty and priority.
+    pub sla: SlaPolicy,
 }
 
 impl fmt::Debug for Config {
@@ -71,6 +74,7 @@ impl fmt::Debug for Config {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("public_url", &self.public_url)
+            .field("sla", &self.sla)
             .finish()
     }
 }
@@ -99,6 +103,9 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
     pub public_url: Option<String>,
+    /// Routine, urgent and stat service levels, e.g. `"72h,24h,4h"`.
+    pub sla_dermatology: Option<String>,
+    pub sla_radiology: Option<String>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -120,6 +127,8 @@ pub struct Overrides {
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
     pub public_url: Option<String>,
+    pub sla_dermatology: Option<String>,
+    pub sla_radiology: Option<String>,
 }
 
 /// The configuration cannot be loaded.
@@ -133,6 +142,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("invalid {key}: {message}")]
+    Invalid { key: &'static str, message: String },
     #[error("cannot read the database url from {path}")]
     SecretFile {
         path: PathBuf,
@@ -182,6 +193,26 @@ impl Config {
             .or(file.blobs)
             .unwrap_or_else(|| data_dir.join("blobs").display().to_string());
         let listen = over.listen.or(file.listen).unwrap_or_else(default_listen);
+        let mut sla = SlaPolicy::default();
+        for (key, text, row) in [
+            (
+                "sla_dermatology",
+                over.sla_dermatology.or(file.sla_dermatology),
+                &mut sla.dermatology,
+            ),
+            (
+                "sla_radiology",
+                over.sla_radiology.or(file.sla_radiology),
+                &mut sla.radiology,
+            ),
+        ] {
+            if let Some(text) = text {
+                *row = SlaPolicy::parse_levels(&text).map_err(|e| ConfigError::Invalid {
+                    key,
+                    message: e.to_string(),
+                })?;
+            }
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -221,13 +252,14 @@ impl Config {
                 .public_url
                 .or(file.public_url)
                 .unwrap_or_else(|| format!("http://{listen}")),
+            sla,
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -242,6 +274,8 @@ impl Config {
             self.smtp_url.as_deref().map(redact_url).unwrap_or_default(),
             self.mail_from,
             self.public_url,
+            SlaPolicy::levels_text(&self.sla.dermatology),
+            SlaPolicy::levels_text(&self.sla.radiology),
         )
     }
 }
@@ -315,6 +349,25 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/relay"));
         assert_eq!(c.database, "sqlite:///srv/relay/relay.db");
         assert_eq!(c.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn service_levels_come_from_the_layers() {
+        let file: FileConfig = toml::from_str("sla_radiology = \"12h,2h,30m\"").expect("parses");
+        let c = Config::resolve(file, Overrides::default()).expect("resolves");
+        assert_eq!(c.sla.radiology[2], Duration::from_secs(30 * 60));
+        assert_eq!(c.sla.dermatology, SlaPolicy::default().dermatology);
+        let over = Overrides {
+            sla_dermatology: Some("1d".to_owned()),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::resolve(FileConfig::default(), over),
+            Err(ConfigError::Invalid {
+                key: "sla_dermatology",
+                ..
+            })
+        ));
     }
 
     #[test]

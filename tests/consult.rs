@@ -504,3 +504,29 @@ async fn specialists_cannot_act_without_a_claim_and_offices_cannot_act_as_specia
         "another specialty's case does not exist for a radiologist"
     );
 }
+
+#[tokio::test]
+async fn service_levels_come_from_configuration() {
+    let l = Loop::start(&["--sla-dermatology", "48h,8h,2h"]);
+    let mut referral = support::referral("dermatology");
+    referral["priority"] = json!("stat");
+    let (_, case) = l.server.post("/api/v1/cases", &l.office, referral).await;
+    let id = case["id"].as_str().expect("id").to_owned();
+    l.server
+        .upload(&l.office, &id, "photos/camera-plain.jpg", "image/jpeg")
+        .await;
+    let (status, submitted) = l
+        .post(&format!("/api/v1/cases/{id}/submit"), &l.office, json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(submitted[k].as_str().expect(k)).expect("time")
+    };
+    assert_eq!((at("due_at") - at("submitted_at")).num_minutes(), 120);
+    let out = l.relay.run(&["config", "show", "--sla-radiology", "1h"]);
+    assert!(
+        !out.status.success(),
+        "a malformed service level is refused"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sla_radiology"));
+}

@@ -70,6 +70,22 @@ pub struct StoreArgs {
     /// How offices reach Relay, for links in notices [default: http://<listen>]
     #[arg(long, global = true, env = "RELAY_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Dermatology service levels: routine,urgent,stat [default: 72h,24h,4h]
+    #[arg(
+        long,
+        global = true,
+        env = "RELAY_SLA_DERMATOLOGY",
+        value_name = "LEVELS"
+    )]
+    pub sla_dermatology: Option<String>,
+    /// Radiology service levels: routine,urgent,stat [default: 24h,4h,1h]
+    #[arg(
+        long,
+        global = true,
+        env = "RELAY_SLA_RADIOLOGY",
+        value_name = "LEVELS"
+    )]
+    pub sla_radiology: Option<String>,
     /// Let webhooks go to plain-http loopback addresses (tests, single-machine setups)
     #[arg(long, global = true, env = "RELAY_WEBHOOK_ALLOW_LOOPBACK")]
     pub webhook_allow_loopback: bool,
@@ -180,6 +196,8 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         smtp_url: store.smtp_url.clone(),
         mail_from: store.mail_from.clone(),
         public_url: store.public_url.clone(),
+        sla_dermatology: store.sla_dermatology.clone(),
+        sla_radiology: store.sla_radiology.clone(),
     }
 }
 

@@ -27,6 +27,32 @@ impl Default for SlaPolicy {
 }
 
 impl SlaPolicy {
+    /// Reads `"72h,24h,4h"`: routine, urgent and stat, as durations.
+    pub fn parse_levels(text: &str) -> Result<[Duration; 3], super::InvalidValue> {
+        let bad = || {
+            super::InvalidValue::new(
+                "service levels are three durations: routine,urgent,stat (e.g. 72h,24h,4h)",
+            )
+        };
+        let parts: Vec<Duration> = text
+            .split(',')
+            .map(|p| humantime_like(p.trim()).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        <[Duration; 3]>::try_from(parts).map_err(|_| bad())
+    }
+
+    /// The text form [`Self::parse_levels`] reads, e.g. `72h,24h,4h`.
+    pub fn levels_text(levels: &[Duration; 3]) -> String {
+        levels
+            .iter()
+            .map(|d| match d.as_secs() {
+                s if s % HOUR == 0 => format!("{}h", s / HOUR),
+                s => format!("{}m", s / 60),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn due_in(&self, specialty: Specialty, priority: Priority) -> Duration {
         let row = match specialty {
             Specialty::Dermatology => &self.dermatology,
@@ -40,9 +66,32 @@ impl SlaPolicy {
     }
 }
 
+/// `90m`, `4h`, `3d`: the units service levels are written in.
+fn humantime_like(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit {
+        "m" => 60,
+        "h" => HOUR,
+        "d" => 24 * HOUR,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(seconds)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_parse_from_text() {
+        let levels = SlaPolicy::parse_levels("48h, 8h, 90m").expect("valid");
+        assert_eq!(levels.map(|d| d.as_secs()), [48 * HOUR, 8 * HOUR, 90 * 60]);
+        assert_eq!(SlaPolicy::levels_text(&levels), "48h,8h,90m");
+        for bad in ["72h,24h", "72h,24h,4h,1h", "72,24,4", "0h,1h,1h", "x"] {
+            assert!(SlaPolicy::parse_levels(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_follow_the_service_levels() {

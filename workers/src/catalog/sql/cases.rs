@@ -12,9 +12,7 @@ use super::audit::record;
 use super::rows::{self, case_columns};
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CaseQuery, Cases, CatalogError, Page};
-use crate::model::{
-    CancelReason, Case, CaseAction, CaseId, CasePatch, CaseScope, SlaPolicy, Timestamp,
-};
+use crate::model::{CancelReason, Case, CaseAction, CaseId, CasePatch, CaseScope, Timestamp};
 
 /// The scope condition shared by every case statement: `$2` is the office
 /// filter, `$3` the specialty filter (a specialist never sees drafts).
@@ -316,6 +314,7 @@ impl Cases for SqlCatalog {
         scope: CaseScope,
         id: CaseId,
     ) -> Result<Case, CatalogError> {
+        let sla = self.sla.clone();
         let images: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE case_id = $1")
             .bind(id.to_string())
             .fetch_one(&self.pool)
@@ -336,8 +335,7 @@ impl Cases for SqlCatalog {
                 case.status = next;
                 case.submitted_at = Some(now);
                 case.queued_at = Some(now);
-                case.due_at =
-                    Some(now.plus(SlaPolicy::default().due_in(case.specialty, case.priority)));
+                case.due_at = Some(now.plus(sla.due_in(case.specialty, case.priority)));
                 Ok(())
             },
         )

@@ -76,6 +76,8 @@ const SQLITE: Dialect = Dialect {
 pub struct SqlCatalog {
     pool: AnyPool,
     dialect: Dialect,
+    /// Service levels given to cases at submission.
+    sla: crate::model::SlaPolicy,
 }
 
 impl SqlCatalog {
@@ -106,7 +108,19 @@ impl SqlCatalog {
             .connect(&url)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            sla: crate::model::SlaPolicy::default(),
+        })
+    }
+
+    /// The service levels cases get at submission (default: [`SlaPolicy::default`]).
+    ///
+    /// [`SlaPolicy::default`]: crate::model::SlaPolicy
+    pub fn with_sla(mut self, sla: crate::model::SlaPolicy) -> Self {
+        self.sla = sla;
+        self
     }
 
     /// The backend's name, for logs and `/readyz`.
