@@ -50,6 +50,19 @@ impl BlobError {
             BlobError::Io(error)
         }
     }
+
+    /// The error a [`VerifiedStream`] ended with: an integrity failure stays
+    /// one; anything else is an I/O error.
+    pub fn from_stream(error: io::Error) -> Self {
+        match error
+            .into_inner()
+            .map(|inner| inner.downcast::<IntegrityError>())
+        {
+            Some(Ok(integrity)) => BlobError::Integrity(*integrity),
+            Some(Err(other)) => BlobError::Io(io::Error::other(other)),
+            None => BlobError::Io(io::Error::other("read failed")),
+        }
+    }
 }
 
 /// An open blob: its size and a reader of its bytes (unverified; wrap it in
@@ -74,18 +87,7 @@ pub async fn verify_blob(store: &dyn BlobStore, key: &Sha256, size: u64) -> Resu
     let blob = store.open(key, 0).await?;
     let mut stream = VerifiedStream::new(blob.reader, *key, size);
     while let Some(chunk) = stream.next().await {
-        if let Err(e) = chunk {
-            return Err(
-                match e
-                    .into_inner()
-                    .map(|inner| inner.downcast::<IntegrityError>())
-                {
-                    Some(Ok(integrity)) => BlobError::Integrity(*integrity),
-                    Some(Err(other)) => BlobError::Io(std::io::Error::other(other)),
-                    None => BlobError::Io(std::io::Error::other("read failed")),
-                },
-            );
-        }
+        chunk.map_err(BlobError::from_stream)?;
     }
     Ok(())
 }

@@ -173,16 +173,7 @@ async fn copy_verified(
     let mut file =
         tempfile::NamedTempFile::new_in(deps.blobs.spool_dir()).map_err(BlobError::io)?;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            match e
-                .into_inner()
-                .map(|i| i.downcast::<crate::blob::IntegrityError>())
-            {
-                Some(Ok(integrity)) => BlobError::Integrity(*integrity),
-                Some(Err(other)) => BlobError::Io(std::io::Error::other(other)),
-                None => BlobError::Io(std::io::Error::other("read failed")),
-            }
-        })?;
+        let chunk = chunk.map_err(BlobError::from_stream)?;
         file.write_all(&chunk).map_err(BlobError::io)?;
     }
     Ok(file)

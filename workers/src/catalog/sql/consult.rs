@@ -169,6 +169,40 @@ async fn load_report(
     }))
 }
 
+impl SqlCatalog {
+    /// Rows about one case in scope (`$1` is the case id), with the
+    /// `case.read` audit event, in one transaction.
+    async fn read_for_case<T>(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        id: CaseId,
+        statement: &'static str,
+        map: impl Fn(&sqlx::any::AnyRow) -> Result<T, CatalogError> + Send,
+    ) -> Result<Vec<T>, CatalogError> {
+        let c = self.begin_change(scope, id).await?;
+        let office = c.case.office_id;
+        let mut tx = c.tx;
+        let rows = sqlx::query(statement)
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(&map)
+            .collect::<Result<Vec<_>, CatalogError>>()?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CaseRead,
+            Some(id.to_string()),
+            Some(office),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
 #[async_trait]
 impl Consult for SqlCatalog {
     async fn worklist(
@@ -524,14 +558,12 @@ impl Consult for SqlCatalog {
         scope: CaseScope,
         id: CaseId,
     ) -> Result<Vec<CaseMessage>, CatalogError> {
-        let c = self.begin_change(scope, id).await?;
-        let mut tx = c.tx;
-        let messages = sqlx::query("SELECT id, kind, author, text, created_at FROM case_messages WHERE case_id = $1 ORDER BY id")
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| {
+        self.read_for_case(
+            ctx,
+            scope,
+            id,
+            "SELECT id, kind, author, text, created_at FROM case_messages WHERE case_id = $1 ORDER BY id",
+            |r| {
                 Ok(CaseMessage {
                     id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
@@ -539,18 +571,9 @@ impl Consult for SqlCatalog {
                     text: r.try_get("text")?,
                     created_at: Timestamp::from_millis(r.try_get("created_at")?),
                 })
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::CaseRead,
-            Some(id.to_string()),
-            Some(c.case.office_id),
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(messages)
+        .await
     }
 
     async fn case_history(
@@ -559,14 +582,12 @@ impl Consult for SqlCatalog {
         scope: CaseScope,
         id: CaseId,
     ) -> Result<Vec<HistoryEntry>, CatalogError> {
-        let c = self.begin_change(scope, id).await?;
-        let mut tx = c.tx;
-        let history = sqlx::query("SELECT from_status, to_status, actor, at, note FROM case_history WHERE case_id = $1 ORDER BY id")
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| {
+        self.read_for_case(
+            ctx,
+            scope,
+            id,
+            "SELECT from_status, to_status, actor, at, note FROM case_history WHERE case_id = $1 ORDER BY id",
+            |r| {
                 Ok(HistoryEntry {
                     from_status: r.try_get("from_status")?,
                     to_status: r.try_get("to_status")?,
@@ -574,18 +595,9 @@ impl Consult for SqlCatalog {
                     at: Timestamp::from_millis(r.try_get("at")?),
                     note: r.try_get("note")?,
                 })
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::CaseRead,
-            Some(id.to_string()),
-            Some(c.case.office_id),
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(history)
+        .await
     }
 
     async fn notifications(
