@@ -18,6 +18,8 @@ pub mod ingest;
 pub mod model;
 pub mod queue;
 pub mod stages;
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 pub mod token;
 pub mod webhook;
