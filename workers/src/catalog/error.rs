@@ -60,7 +60,7 @@ impl From<sqlx::Error> for CatalogError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 CatalogError::Unavailable(error)
             }
-            sqlx::Error::Database(ref db) if is_busy(db.code().as_deref()) => {
+            sqlx::Error::Database(ref db) if is_transient(db.code().as_deref()) => {
                 CatalogError::Unavailable(error)
             }
             other => CatalogError::Database(other),
@@ -68,7 +68,42 @@ impl From<sqlx::Error> for CatalogError {
     }
 }
 
-/// SQLite's "database is locked/busy" after the busy timeout ran out.
-fn is_busy(code: Option<&str>) -> bool {
-    matches!(code, Some("5") | Some("6") | Some("517"))
+/// Database errors after which the same call may succeed if made again.
+///
+/// SQLite reports numeric result codes and PostgreSQL five-character
+/// SQLSTATEs, so the two sets cannot be confused.
+fn is_transient(code: Option<&str>) -> bool {
+    let Some(code) = code else {
+        return false;
+    };
+    matches!(
+        code,
+        // SQLite: busy, locked, busy in WAL recovery (after busy_timeout ran out).
+        "5" | "6" | "261" | "517"
+        // PostgreSQL: serialization failure and deadlock (one side is rolled back).
+        | "40001" | "40P01"
+        // PostgreSQL: the server is shutting down, crashed or starting up.
+        | "57P01" | "57P02" | "57P03"
+        // PostgreSQL: too many connections (another process holds them).
+        | "53300"
+    ) || code.starts_with("08") // PostgreSQL: connection exception.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_and_lost_races_are_transient_and_bugs_are_not() {
+        for code in [
+            "5", "517", "40001", "40P01", "57P01", "57P03", "08006", "53300",
+        ] {
+            assert!(is_transient(Some(code)), "{code}");
+        }
+        // Unique violation, syntax error, raised by a trigger, SQLite constraint.
+        for code in ["23505", "42601", "P0001", "19", "2067"] {
+            assert!(!is_transient(Some(code)), "{code}");
+        }
+        assert!(!is_transient(None));
+    }
 }

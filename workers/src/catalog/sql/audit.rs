@@ -87,6 +87,11 @@ impl AuditLog for SqlCatalog {
     }
 
     async fn seal_pending(&self, batch: u32) -> Result<u32, CatalogError> {
+        // Sealers run one at a time: SQLite's write lock, or on PostgreSQL
+        // the lock on the head row taken here. Events are read only after
+        // it is held, so a sealer that waited sees what the one before it
+        // sealed. Appending events takes no such lock; an event committed
+        // late (a lower id) is simply sealed in a later batch.
         let mut tx = self.begin_write().await?;
         let head_row = sqlx::query(self.dialect.select_chain_head)
             .fetch_one(&mut *tx)
@@ -108,7 +113,7 @@ impl AuditLog for SqlCatalog {
             let event = rows::audit_event(row)?;
             let seq = head.seq + 1;
             let hash = seal_hash(&event, seq, &head.hash);
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE audit_events SET seq = $1, prev_hash = $2, hash = $3 \
                  WHERE id = $4 AND seq IS NULL",
             )
@@ -118,6 +123,14 @@ impl AuditLog for SqlCatalog {
             .bind(event.id)
             .execute(&mut *tx)
             .await?;
+            if updated.rows_affected() != 1 {
+                // Sealed by someone else after all: linking on would leave a
+                // gap in the chain. Roll back; the next round starts afresh.
+                return Err(CatalogError::Conflict(format!(
+                    "audit event {} was sealed concurrently",
+                    event.id
+                )));
+            }
             head = ChainHead { seq, hash };
             sealed += 1;
         }

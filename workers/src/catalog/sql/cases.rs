@@ -72,20 +72,21 @@ pub(super) struct Change {
 }
 
 impl SqlCatalog {
-    /// Opens a write transaction, reads the database clock, and loads the
-    /// case in scope, locked for the rest of the transaction.
+    /// Opens a write transaction, loads the case in scope, locked for the
+    /// rest of the transaction, and reads the database clock.
+    ///
+    /// The clock is read after the lock is granted: on PostgreSQL a change
+    /// may wait for another one to the same case, and a claim's lease or a
+    /// check that a claim is still live must be timed from when the waiting
+    /// ended.
     pub(super) async fn begin_change(
         &self,
         scope: CaseScope,
         id: CaseId,
     ) -> Result<Change, CatalogError> {
         let mut tx = self.begin_write().await?;
-        let now = Timestamp::from_millis(
-            sqlx::query_scalar(self.dialect.select_now)
-                .fetch_one(&mut *tx)
-                .await?,
-        );
         let case = fetch_scoped(&mut tx, self.dialect.select_case_for_update, scope, id).await?;
+        let now = self.db_now(&mut tx).await?;
         Ok(Change {
             tx,
             before: case.status,
@@ -163,7 +164,9 @@ impl SqlCatalog {
     }
 }
 
-async fn fetch_scoped(
+/// Loads a case in scope with `statement` (`$1` id, then the scope's two
+/// filters); `NotFound` outside the scope.
+pub(super) async fn fetch_scoped(
     conn: &mut AnyConnection,
     statement: &'static str,
     scope: CaseScope,
@@ -314,32 +317,27 @@ impl Cases for SqlCatalog {
         scope: CaseScope,
         id: CaseId,
     ) -> Result<Case, CatalogError> {
-        let sla = self.sla.clone();
+        let mut c = self.begin_change(scope, id).await?;
+        let next = c.case.status.apply(CaseAction::Submit)?;
+        // Counted under the case's lock: an image is added only under the
+        // same lock, while the case is still a draft (see `add_image`).
         let images: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE case_id = $1")
             .bind(id.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *c.tx)
             .await?;
-        self.change_case(
-            ctx,
-            scope,
-            id,
-            AuditAction::CaseSubmit,
-            None,
-            |case, now| {
-                let next = case.status.apply(CaseAction::Submit)?;
-                if images == 0 {
-                    return Err(CatalogError::Conflict(
-                        "the case has no images: attach at least one before submitting".to_owned(),
-                    ));
-                }
-                case.status = next;
-                case.submitted_at = Some(now);
-                case.queued_at = Some(now);
-                case.due_at = Some(now.plus(sla.due_in(case.specialty, case.priority)));
-                Ok(())
-            },
-        )
-        .await
+        if images == 0 {
+            return Err(CatalogError::Conflict(
+                "the case has no images: attach at least one before submitting".to_owned(),
+            ));
+        }
+        let now = c.now;
+        let case = &mut c.case;
+        case.status = next;
+        case.submitted_at = Some(now);
+        case.queued_at = Some(now);
+        case.due_at = Some(now.plus(self.sla.due_in(case.specialty, case.priority)));
+        self.finish_change(c, ctx, AuditAction::CaseSubmit, None)
+            .await
     }
 
     async fn cancel_case(

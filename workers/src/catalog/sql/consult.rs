@@ -213,11 +213,7 @@ impl Consult for SqlCatalog {
         query: &WorklistQuery,
     ) -> Result<Page<WorklistItem>, CatalogError> {
         let mut tx = self.begin_write().await?;
-        let now = Timestamp::from_millis(
-            sqlx::query_scalar(self.dialect.select_now)
-                .fetch_one(&mut *tx)
-                .await?,
-        );
+        let now = self.db_now(&mut tx).await?;
         let filter = |q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
             q.bind(specialty.as_str())
                 .bind(now.as_millis())

@@ -36,34 +36,58 @@ fn derivative(row: &AnyRow) -> Result<Derivative, CatalogError> {
     })
 }
 
-async fn upsert(conn: &mut sqlx::AnyConnection, d: &Derivative) -> Result<(), CatalogError> {
-    let size = i64::try_from(d.size).map_err(|e| CatalogError::corrupt("derivative", e))?;
-    sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+/// Records renditions and their blobs.
+///
+/// On PostgreSQL two transactions may record renditions at once: a derive
+/// job run again after its lease expired while the first run is finishing,
+/// or two images whose thumbnails are the same bytes. Inserting the same
+/// key makes the second wait for the first, so both insert blobs first,
+/// then renditions, each in key order: they wait on each other in one order
+/// and never deadlock. `ON CONFLICT` makes the loser's insert a no-op (a
+/// blob) or an update (a rendition) instead of a unique violation.
+async fn upsert(
+    conn: &mut sqlx::AnyConnection,
+    renditions: &[&Derivative],
+) -> Result<(), CatalogError> {
+    let size =
+        |d: &Derivative| i64::try_from(d.size).map_err(|e| CatalogError::corrupt("derivative", e));
+    let mut blobs: Vec<&Derivative> = renditions.to_vec();
+    blobs.sort_by_key(|d| *d.sha256.as_bytes());
+    blobs.dedup_by_key(|d| *d.sha256.as_bytes());
+    for d in blobs {
+        sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+            .bind(d.sha256.to_hex())
+            .bind(size(d)?)
+            .bind(d.created_at.as_millis())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut rows: Vec<&Derivative> = renditions.to_vec();
+    rows.sort_by(|a, b| {
+        (a.image_id, &a.kind, a.frame, &a.voi).cmp(&(b.image_id, &b.kind, b.frame, &b.voi))
+    });
+    for d in rows {
+        sqlx::query(
+            "INSERT INTO derivatives (image_id, kind, frame, voi, derive_version, sha256, size, media_type, width, height, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (image_id, kind, frame, voi) DO UPDATE SET derive_version = excluded.derive_version, \
+             sha256 = excluded.sha256, size = excluded.size, media_type = excluded.media_type, \
+             width = excluded.width, height = excluded.height, created_at = excluded.created_at",
+        )
+        .bind(d.image_id.to_string())
+        .bind(d.kind.clone())
+        .bind(i64::from(d.frame))
+        .bind(d.voi.clone())
+        .bind(i64::from(d.derive_version))
         .bind(d.sha256.to_hex())
-        .bind(size)
+        .bind(size(d)?)
+        .bind(d.media_type.clone())
+        .bind(i64::from(d.width))
+        .bind(i64::from(d.height))
         .bind(d.created_at.as_millis())
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO derivatives (image_id, kind, frame, voi, derive_version, sha256, size, media_type, width, height, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (image_id, kind, frame, voi) DO UPDATE SET derive_version = excluded.derive_version, \
-         sha256 = excluded.sha256, size = excluded.size, media_type = excluded.media_type, \
-         width = excluded.width, height = excluded.height, created_at = excluded.created_at",
-    )
-    .bind(d.image_id.to_string())
-    .bind(d.kind.clone())
-    .bind(i64::from(d.frame))
-    .bind(d.voi.clone())
-    .bind(i64::from(d.derive_version))
-    .bind(d.sha256.to_hex())
-    .bind(size)
-    .bind(d.media_type.clone())
-    .bind(i64::from(d.width))
-    .bind(i64::from(d.height))
-    .bind(d.created_at.as_millis())
-    .execute(&mut *conn)
-    .await?;
+    }
     Ok(())
 }
 
@@ -88,9 +112,7 @@ impl Derivatives for SqlCatalog {
         result: &DeriveResult,
     ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        for d in &result.renditions {
-            upsert(&mut tx, d).await?;
-        }
+        upsert(&mut tx, &result.renditions.iter().collect::<Vec<_>>()).await?;
         let uid = |key: &str| {
             result
                 .attributes
@@ -133,7 +155,7 @@ impl Derivatives for SqlCatalog {
 
     async fn record_rendition(&self, rendition: &Derivative) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        upsert(&mut tx, rendition).await?;
+        upsert(&mut tx, &[rendition]).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::SqlCatalog;
 use super::audit::record;
+use super::cases::fetch_scoped;
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CatalogError, Images, UploadTarget};
 use crate::model::{
@@ -119,24 +120,25 @@ impl Images for SqlCatalog {
         new: &Image,
     ) -> Result<(Image, bool), CatalogError> {
         let mut tx = self.begin_write().await?;
-        // The case may have changed since the upload began: check again.
-        let status: Option<String> = sqlx::query_scalar(concat!(
-            "SELECT c.status FROM cases c WHERE c.id = $1 AND ",
-            scoped_c!()
-        ))
-        .bind(new.case_id.to_string())
-        .bind(scope.office_filter())
-        .bind(scope.specialty_filter())
-        .fetch_optional(&mut *tx)
+        // The case may have changed since the upload began: check again,
+        // holding the case's lock to the end. On PostgreSQL this is what
+        // keeps a concurrent submit from counting images while this one is
+        // added, and what makes two uploads of the same bytes into one case
+        // (a client's retry racing its first try) run one after the other:
+        // the second finds the first's image below instead of failing on
+        // the unique index.
+        let case = fetch_scoped(
+            &mut tx,
+            self.dialect.select_case_for_update,
+            scope,
+            new.case_id,
+        )
         .await?;
-        match status.as_deref() {
-            None => return Err(CatalogError::NotFound { what: "case" }),
-            Some("draft" | "info_requested") => {}
-            Some(other) => {
-                return Err(CatalogError::Conflict(format!(
-                    "the case is {other}: images can only be added to a draft or while the specialist asks for more"
-                )));
-            }
+        if !matches!(case.status, CaseStatus::Draft | CaseStatus::InfoRequested) {
+            return Err(CatalogError::Conflict(format!(
+                "the case is {}: images can only be added to a draft or while the specialist asks for more",
+                case.status.as_str()
+            )));
         }
         let existing = sqlx::query(concat!(
             "SELECT ",
@@ -150,7 +152,8 @@ impl Images for SqlCatalog {
         let (stored, created) = match existing {
             Some(row) => (image(&row)?, false),
             None => {
-                insert_image(&mut tx, new).await?;
+                let now = self.db_now(&mut tx).await?;
+                insert_image(&mut tx, self.dialect.queue.enqueue, new, now).await?;
                 (new.clone(), true)
             }
         };
@@ -249,13 +252,22 @@ impl Images for SqlCatalog {
     }
 }
 
-async fn insert_image(tx: &mut sqlx::AnyConnection, image: &Image) -> Result<(), CatalogError> {
-    let now = Timestamp::now().as_millis();
+/// Inserts the image, its blob row and its `derive` job. `enqueue` is the
+/// dialect's job insert, so the job is ready by the database clock.
+async fn insert_image(
+    tx: &mut sqlx::AnyConnection,
+    enqueue: &'static str,
+    image: &Image,
+    now: Timestamp,
+) -> Result<(), CatalogError> {
     let size = |n: u64| i64::try_from(n).map_err(|e| CatalogError::corrupt("image", e));
+    // Many images may share a blob. On PostgreSQL two transactions inserting
+    // the same key meet on the primary key: the second waits for the first
+    // to commit, then does nothing.
     sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
         .bind(image.stored_sha256.to_hex())
         .bind(size(image.stored_size)?)
-        .bind(now)
+        .bind(now.as_millis())
         .execute(&mut *tx)
         .await?;
     sqlx::query(
@@ -277,13 +289,15 @@ async fn insert_image(tx: &mut sqlx::AnyConnection, image: &Image) -> Result<(),
     .bind(image.received_at.as_millis())
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO jobs (kind, payload, state, run_at, created_at, updated_at) \
-         VALUES ('derive', $1, 'queued', $2, $2, $2)",
-    )
-    .bind(serde_json::json!({ "image_id": image.id }).to_string())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query_scalar::<_, i64>(enqueue)
+        .bind("derive")
+        .bind(serde_json::json!({ "image_id": image.id }).to_string())
+        .bind(DERIVE_MAX_ATTEMPTS)
+        .fetch_one(&mut *tx)
+        .await?;
     Ok(())
 }
+
+/// Attempts a `derive` job gets: the default of `queue::Job`, which the
+/// derive stage keeps, and of the `jobs` table.
+const DERIVE_MAX_ATTEMPTS: i64 = 5;

@@ -1,8 +1,27 @@
 //! The catalog in SQL, over sqlx's `Any` driver: one implementation whose
 //! queries are written once in the SQL both SQLite and PostgreSQL accept
 //! (`$N` placeholders, integer timestamps, text ids). What differs between
-//! the backends (how a write transaction begins, how a row is locked, the
-//! migrations) is held in a [`Dialect`] chosen when connecting.
+//! the backends (how a write transaction begins, how a row is locked, how
+//! the database clock and a list of job kinds are written, the migrations)
+//! is held in a [`Dialect`] chosen when connecting; no query branches on the
+//! backend.
+//!
+//! Where the two differ in behaviour rather than spelling:
+//!
+//! - **Write serialisation.** SQLite has one writer: `BEGIN IMMEDIATE`
+//!   takes the database's only write lock, so a transaction that reads and
+//!   then writes sees no concurrent writer. PostgreSQL runs many writers at
+//!   once under READ COMMITTED, so every read-then-write below takes a row
+//!   lock (`FOR UPDATE`) on the row it decides on, or leans on a unique
+//!   constraint with `ON CONFLICT`. Each place says which in a comment.
+//! - **NULL order.** SQLite sorts NULL first, PostgreSQL last; no `ORDER BY`
+//!   here sorts on a column that can be NULL among the rows it orders.
+//! - **Text order.** No `ORDER BY` sorts free text: ids are fixed-shape
+//!   UUIDs, ordered alike under any collation, and job kinds compare
+//!   bytewise on both (`COLLATE "C"` on PostgreSQL).
+//! - **Types.** Every integer column is `BIGINT` on PostgreSQL and booleans
+//!   are 0/1 integers on both, so the `Any` driver binds and decodes `i64`
+//!   alike; JSON is stored as text.
 
 mod accounts;
 mod audit;
@@ -17,11 +36,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 use super::{Catalog, CatalogError};
 
 /// How a pool is sized and how long a caller waits for a connection.
+///
+/// `acquire_timeout` is also how long a call waits for a database that went
+/// away before it fails with [`CatalogError::Unavailable`] (a 503): the pool
+/// keeps trying to reconnect until then, and a stale connection is replaced
+/// when it fails its check on the way out of the pool.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub max_connections: u32,
@@ -41,9 +66,12 @@ impl Default for PoolSettings {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dialect {
     pub(crate) name: &'static str,
-    /// Starts a transaction that will write. SQLite must take the write lock
-    /// up front: a deferred transaction that reads and then writes can fail
-    /// with SQLITE_BUSY no matter how long it waits.
+    /// The backend's own migrations: same tables, columns, constraints and
+    /// indexes, each in the backend's types.
+    migrator: &'static Migrator,
+    /// Run on every new connection, before the pool hands it out.
+    on_connect: Option<&'static str>,
+    /// Starts a transaction that will write.
     pub(crate) begin_write: &'static str,
     /// Reads the audit chain head, locking it against a concurrent sealer.
     pub(crate) select_chain_head: &'static str,
@@ -56,8 +84,22 @@ pub(crate) struct Dialect {
     pub(crate) select_now: &'static str,
 }
 
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
 const SQLITE: Dialect = Dialect {
     name: "sqlite",
+    migrator: &SQLITE_MIGRATOR,
+    // With synchronous=NORMAL, a commit acknowledged just before a power
+    // loss can be lost.
+    on_connect: Some(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    ),
+    // A deferred transaction that reads and then writes can fail with
+    // SQLITE_BUSY no matter how long it waits: take the write lock up front.
+    // Every transaction below relies on it for the serialisation PostgreSQL
+    // gets from row locks.
     begin_write: "BEGIN IMMEDIATE",
     select_chain_head: "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
     // BEGIN IMMEDIATE already holds the database's only write lock.
@@ -68,7 +110,34 @@ const SQLITE: Dialect = Dialect {
         cases::scoped!()
     ),
     queue: &queue::SQLITE_QUEUE,
-    select_now: "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+    select_now: concat!("SELECT ", queue::sqlite_now!()),
+};
+
+const POSTGRES: Dialect = Dialect {
+    name: "postgres",
+    migrator: &POSTGRES_MIGRATOR,
+    on_connect: None,
+    // Spelled out so a server default of REPEATABLE READ or SERIALIZABLE
+    // cannot turn lock waits into serialization failures: every decision is
+    // made on a row this transaction has locked, and READ COMMITTED reads
+    // that row's latest committed version once the lock is granted.
+    begin_write: "BEGIN ISOLATION LEVEL READ COMMITTED",
+    // Two sealers (one per `relay serve`) queue on the head row; the second
+    // reads the pending events only once the first has committed, so no
+    // event is sealed twice and the chain never forks.
+    select_chain_head: "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
+    // Every case change (claim, sign, submit, …) and every image added to a
+    // case holds this lock: concurrent changes to one case run one after
+    // the other, each on the state the previous one committed.
+    select_case_for_update: concat!(
+        "SELECT ",
+        rows::case_columns!(),
+        " FROM cases WHERE id = $1 AND ",
+        cases::scoped!(),
+        " FOR UPDATE"
+    ),
+    queue: &queue::POSTGRES_QUEUE,
+    select_now: concat!("SELECT ", queue::postgres_now!()),
 };
 
 /// The catalog on a SQL database.
@@ -81,33 +150,39 @@ pub struct SqlCatalog {
 }
 
 impl SqlCatalog {
-    /// Connects by URL (`sqlite://path/to/relay.db`) and applies migrations.
+    /// Connects by URL (`sqlite://path/to/relay.db`,
+    /// `postgres://user@host/db`) and applies that backend's migrations.
     ///
-    /// SQLite connections run in WAL mode with `synchronous=FULL`: with
-    /// NORMAL, a commit acknowledged just before a power loss can be lost.
+    /// SQLite connections run in WAL mode with `synchronous=FULL`. Many
+    /// processes may connect to one PostgreSQL database at once: migrations
+    /// run under an advisory lock, so only one of them applies each.
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, CatalogError> {
         install_default_drivers();
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
         let (dialect, url) = match scheme {
             "sqlite" => (SQLITE, sqlite_url(url)),
+            "postgres" | "postgresql" => (POSTGRES, url.to_owned()),
             _ => return Err(CatalogError::UnsupportedUrl(redact_url(url))),
         };
+        let on_connect = dialect.on_connect;
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .after_connect(|conn, _meta| {
+            // A connection the server dropped (restart, failover, an
+            // operator's pg_terminate_backend) is found out here and
+            // replaced, instead of failing the next request.
+            .test_before_acquire(true)
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                    )
-                    .await?;
+                    if let Some(statements) = on_connect {
+                        conn.execute(statements).await?;
+                    }
                     Ok(())
                 })
             })
             .connect(&url)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        dialect.migrator.run(&pool).await?;
         Ok(Self {
             pool,
             dialect,
@@ -135,6 +210,18 @@ impl SqlCatalog {
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, CatalogError> {
         Ok(self.pool.begin_with(self.dialect.begin_write).await?)
+    }
+
+    /// The database clock, read inside `conn`'s transaction.
+    async fn db_now(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<crate::model::Timestamp, CatalogError> {
+        Ok(crate::model::Timestamp::from_millis(
+            sqlx::query_scalar(self.dialect.select_now)
+                .fetch_one(conn)
+                .await?,
+        ))
     }
 }
 
@@ -237,6 +324,19 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(matches!(err, CatalogError::UnsupportedUrl(ref u) if u == "mysql://u:***@h/db"));
+    }
+
+    /// The backends' migrations are twins: the same versions under the same
+    /// names, so a migration added for one and forgotten for the other
+    /// fails here rather than on a PostgreSQL site after an upgrade.
+    #[test]
+    fn every_migration_exists_for_both_backends() {
+        let names = |m: &Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&SQLITE_MIGRATOR), names(&POSTGRES_MIGRATOR));
     }
 
     #[test]

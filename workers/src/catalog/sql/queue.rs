@@ -1,7 +1,8 @@
 //! The job queue in SQL. Every time in these statements comes from the
 //! database clock, so workers on machines with skewed clocks agree on when
-//! a lease runs out. The statements differ per backend only in how "now"
-//! and a list of kinds are written; they live in [`QueueSql`].
+//! a lease runs out. The statements are written once, in [`queue_sql!`];
+//! each backend fills in how it reads its clock, how it unpacks the list of
+//! kinds, and how a claim skips rows another claimer is taking.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use crate::queue::{ClaimedJob, JobFilter, JobRecord, JobState, KindStats};
 /// The queue's statements in one SQL dialect.
 #[derive(Debug)]
 pub(crate) struct QueueSql {
+    /// `$1` kind, `$2` payload, `$3` max attempts; returns `id`.
+    pub(super) enqueue: &'static str,
     /// `$1` kinds (JSON array): expired leases with no attempts left → dead.
     reap: &'static str,
     /// `$1` kinds (JSON array), `$2` worker, `$3` lease ms, `$4` limit.
@@ -37,92 +40,154 @@ pub(crate) struct QueueSql {
     stats: &'static str,
 }
 
-/// SQLite's clock in epoch milliseconds (one value per statement step).
+/// SQLite's clock in epoch milliseconds: one value per statement step.
 macro_rules! sqlite_now {
     () => {
         "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
     };
 }
+pub(super) use sqlite_now;
 
-pub(crate) const SQLITE_QUEUE: QueueSql = QueueSql {
-    reap: concat!(
-        "UPDATE jobs SET state = 'dead', lease_until = NULL, worker = NULL, updated_at = ",
-        sqlite_now!(),
-        ", last_error = 'the worker was lost (lease expired) on the last attempt' \
-         WHERE state = 'running' AND lease_until < ",
-        sqlite_now!(),
-        " AND attempts >= max_attempts AND kind IN (SELECT value FROM json_each($1))"
-    ),
-    claim: concat!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $2, lease_until = ",
-        sqlite_now!(),
-        " + $3, updated_at = ",
-        sqlite_now!(),
-        " WHERE id IN (SELECT id FROM jobs WHERE kind IN (SELECT value FROM json_each($1)) \
-           AND ((state = 'queued' AND run_at <= ",
-        sqlite_now!(),
-        ") OR (state = 'running' AND lease_until < ",
-        sqlite_now!(),
-        ")) ORDER BY run_at, id LIMIT $4) \
-         RETURNING id, kind, payload, attempts, max_attempts"
-    ),
-    heartbeat: concat!(
-        "UPDATE jobs SET lease_until = ",
-        sqlite_now!(),
-        " + $3 WHERE id = $1 AND worker = $2 AND state = 'running'"
-    ),
-    complete: concat!(
-        "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = ",
-        sqlite_now!(),
-        " WHERE id = $1 AND worker = $2 AND state = 'running'"
-    ),
-    fail: concat!(
-        "UPDATE jobs SET state = CASE WHEN $4 IS NULL THEN 'dead' ELSE 'queued' END, \
-         run_at = CASE WHEN $4 IS NULL THEN run_at ELSE ",
-        sqlite_now!(),
-        " + $4 END, last_error = $3, lease_until = NULL, worker = NULL, updated_at = ",
-        sqlite_now!(),
-        " WHERE id = $1 AND worker = $2 AND state = 'running'"
-    ),
-    release: concat!(
-        "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), lease_until = NULL, \
-         worker = NULL, run_at = ",
-        sqlite_now!(),
-        ", updated_at = ",
-        sqlite_now!(),
-        " WHERE id = $1 AND worker = $2 AND state = 'running'"
-    ),
-    retry: concat!(
-        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ",
-        sqlite_now!(),
-        ", updated_at = ",
-        sqlite_now!(),
-        " WHERE id = $1 AND state IN ('dead', 'cancelled')"
-    ),
-    retry_dead: concat!(
-        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ",
-        sqlite_now!(),
-        ", updated_at = ",
-        sqlite_now!(),
-        " WHERE state = 'dead'"
-    ),
-    cancel: concat!(
-        "UPDATE jobs SET state = 'cancelled', updated_at = ",
-        sqlite_now!(),
-        " WHERE id = $1 AND state IN ('queued', 'dead')"
-    ),
-    stats: concat!(
-        "SELECT kind, \
-           SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued, \
-           SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
-           SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead, \
-           MIN(CASE WHEN state = 'queued' AND run_at <= ",
-        sqlite_now!(),
-        " THEN created_at END) AS oldest, ",
-        sqlite_now!(),
-        " AS now FROM jobs GROUP BY kind ORDER BY kind"
-    ),
-};
+/// PostgreSQL's clock in epoch milliseconds. `statement_timestamp()`, not
+/// `now()`: `now()` is when the transaction began, which is already in the
+/// past after a wait for a row lock, and a lease taken then would be short
+/// by the wait. Not `clock_timestamp()` either: it changes from row to row
+/// within one statement, and being volatile it keeps `run_at <= now` from
+/// using the index.
+macro_rules! postgres_now {
+    () => {
+        "(floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
+    };
+}
+pub(super) use postgres_now;
+
+/// Every queue statement, given a backend's fragments: `now` (the clock in
+/// epoch ms), `kinds` (a subquery of the kinds in the JSON array `$1`: the
+/// `Any` driver cannot bind arrays) and `skip_locked` (appended to the row
+/// picks of `reap` and `claim`).
+///
+/// Claims are correct on both backends for different reasons. On SQLite the
+/// reap and the claim run in one `BEGIN IMMEDIATE` transaction, so no other
+/// claimer runs in between. On PostgreSQL the picking subquery locks the
+/// rows it returns `FOR UPDATE SKIP LOCKED`: a row another claimer has
+/// locked is skipped, not waited for and never returned twice, and a row
+/// that changed since the statement began is checked again against the
+/// conditions before it is locked. The outer `UPDATE` writes only rows this
+/// statement holds. `attempts < max_attempts` on expired leases keeps a job
+/// that a concurrent reap skipped from being claimed past its last attempt.
+macro_rules! queue_sql {
+    (now: $now:expr, kinds: $kinds:literal, skip_locked: $skip:literal $(,)?) => {
+        QueueSql {
+            enqueue: concat!(
+                "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, updated_at) \
+                 VALUES ($1, $2, 'queued', $3, ",
+                $now,
+                ", ",
+                $now,
+                ", ",
+                $now,
+                ") RETURNING id"
+            ),
+            reap: concat!(
+                "UPDATE jobs SET state = 'dead', lease_until = NULL, worker = NULL, updated_at = ",
+                $now,
+                ", last_error = 'the worker was lost (lease expired) on the last attempt' \
+                 WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_until < ",
+                $now,
+                " AND attempts >= max_attempts AND kind IN ",
+                $kinds,
+                $skip,
+                ")"
+            ),
+            claim: concat!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $2, lease_until = ",
+                $now,
+                " + $3, updated_at = ",
+                $now,
+                " WHERE id IN (SELECT id FROM jobs WHERE kind IN ",
+                $kinds,
+                " AND ((state = 'queued' AND run_at <= ",
+                $now,
+                ") OR (state = 'running' AND lease_until < ",
+                $now,
+                " AND attempts < max_attempts)) ORDER BY run_at, id LIMIT $4",
+                $skip,
+                ") RETURNING id, kind, payload, attempts, max_attempts"
+            ),
+            heartbeat: concat!(
+                "UPDATE jobs SET lease_until = ",
+                $now,
+                " + $3 WHERE id = $1 AND worker = $2 AND state = 'running'"
+            ),
+            complete: concat!(
+                "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = ",
+                $now,
+                " WHERE id = $1 AND worker = $2 AND state = 'running'"
+            ),
+            fail: concat!(
+                "UPDATE jobs SET state = CASE WHEN $4 IS NULL THEN 'dead' ELSE 'queued' END, \
+                 run_at = CASE WHEN $4 IS NULL THEN run_at ELSE ",
+                $now,
+                " + $4 END, last_error = $3, lease_until = NULL, worker = NULL, updated_at = ",
+                $now,
+                " WHERE id = $1 AND worker = $2 AND state = 'running'"
+            ),
+            // A CASE rather than a two-argument MAX (SQLite) or GREATEST
+            // (PostgreSQL): the one spelling both accept.
+            release: concat!(
+                "UPDATE jobs SET state = 'queued', \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                 lease_until = NULL, worker = NULL, run_at = ",
+                $now,
+                ", updated_at = ",
+                $now,
+                " WHERE id = $1 AND worker = $2 AND state = 'running'"
+            ),
+            retry: concat!(
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ",
+                $now,
+                ", updated_at = ",
+                $now,
+                " WHERE id = $1 AND state IN ('dead', 'cancelled')"
+            ),
+            retry_dead: concat!(
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ",
+                $now,
+                ", updated_at = ",
+                $now,
+                " WHERE state = 'dead'"
+            ),
+            cancel: concat!(
+                "UPDATE jobs SET state = 'cancelled', updated_at = ",
+                $now,
+                " WHERE id = $1 AND state IN ('queued', 'dead')"
+            ),
+            stats: concat!(
+                "SELECT kind, \
+                   SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued, \
+                   SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
+                   SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead, \
+                   MIN(CASE WHEN state = 'queued' AND run_at <= ",
+                $now,
+                " THEN created_at END) AS oldest, ",
+                $now,
+                " AS now FROM jobs GROUP BY kind ORDER BY kind"
+            ),
+        }
+    };
+}
+
+pub(crate) const SQLITE_QUEUE: QueueSql = queue_sql!(
+    now: sqlite_now!(),
+    kinds: "(SELECT value FROM json_each($1))",
+    skip_locked: "",
+);
+
+pub(crate) const POSTGRES_QUEUE: QueueSql = queue_sql!(
+    now: postgres_now!(),
+    kinds: "(SELECT jsonb_array_elements_text($1::jsonb))",
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+);
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -182,17 +247,14 @@ impl Queue for SqlCatalog {
         payload: &serde_json::Value,
         max_attempts: u32,
     ) -> Result<i64, CatalogError> {
-        let now = Timestamp::now().as_millis();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, updated_at) \
-             VALUES ($1, $2, 'queued', $3, $4, $4, $4) RETURNING id",
-        )
-        .bind(kind.to_owned())
-        .bind(payload.to_string())
-        .bind(i64::from(max_attempts))
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        // Ready from the database clock's now, the clock claims compare with:
+        // a process whose own clock runs ahead cannot hold its jobs back.
+        let id: i64 = sqlx::query_scalar(self.dialect.queue.enqueue)
+            .bind(kind.to_owned())
+            .bind(payload.to_string())
+            .bind(i64::from(max_attempts))
+            .fetch_one(&self.pool)
+            .await?;
         Ok(id)
     }
 
