@@ -187,7 +187,9 @@ impl ApiError {
                 | CatalogError::UnsupportedUrl(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::Blob(e) => match e {
-                BlobError::NotWritable { .. } => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                BlobError::NotWritable { .. } | BlobError::Unavailable(_) => {
+                    (S::SERVICE_UNAVAILABLE, "unavailable")
+                }
                 BlobError::Full(_) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
                 BlobError::Integrity(_) | BlobError::Missing(_) => {
                     (S::INTERNAL_SERVER_ERROR, "integrity")

@@ -5,10 +5,14 @@
 
 mod durable;
 mod fs;
+mod memory;
+mod s3;
 mod verify;
 
 pub use durable::{Persisted, persist_no_clobber};
 pub use fs::FsBlobStore;
+pub use memory::MemoryBlobStore;
+pub use s3::{S3BlobStore, S3Location};
 pub use verify::{IntegrityError, VerifiedStream};
 
 use std::io;
@@ -37,6 +41,11 @@ pub enum BlobError {
     Full(#[source] io::Error),
     #[error("blob store i/o failed")]
     Io(#[source] io::Error),
+    /// The store cannot be reached or will not serve us: an endpoint that
+    /// does not answer, refused credentials, a missing bucket. The message
+    /// says what to do; nothing was written.
+    #[error("blob store unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Integrity(#[from] IntegrityError),
 }
@@ -49,6 +58,18 @@ impl BlobError {
         } else {
             BlobError::Io(error)
         }
+    }
+
+    /// Whether trying again later may succeed (the store was down or out
+    /// of space), as opposed to a fault of the blob or the request.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BlobError::Io(_)
+                | BlobError::NotWritable { .. }
+                | BlobError::Full(_)
+                | BlobError::Unavailable(_)
+        )
     }
 
     /// The error a [`VerifiedStream`] ended with: an integrity failure stays
@@ -90,6 +111,17 @@ pub async fn verify_blob(store: &dyn BlobStore, key: &Sha256, size: u64) -> Resu
         chunk.map_err(BlobError::from_stream)?;
     }
     Ok(())
+}
+
+/// Removes the files in a spool directory; returns how many.
+fn remove_spool_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// A place that keeps blobs durably.

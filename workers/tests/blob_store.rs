@@ -1,0 +1,448 @@
+//! The blob store's promises, checked against every store: the filesystem,
+//! memory, and S3 (a real server: SeaweedFS, started by `.ci/test`).
+//!
+//! Each promise is one function over a [`Harness`]; the `conformance!`
+//! macro runs every one against every store. The stores differ only here:
+//!
+//! - S3 verifies the bytes of a put against the key on the server (the key
+//!   is sent as `x-amz-checksum-sha256`), so only S3 refuses a put whose
+//!   bytes are not the key's. The filesystem and memory stores trust the
+//!   caller, which hashed the bytes while spooling them; every store's
+//!   reads are re-hashed.
+//! - Only S3 has a network in between: an unreachable endpoint, refused
+//!   credentials and a missing bucket are S3-only tests.
+//! - Only S3 uploads in parts; the large-blob test runs on every store,
+//!   with a part size that makes S3 use three parts.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use relay_workers::blob::{
+    BlobError, BlobStore, FsBlobStore, MemoryBlobStore, Persisted, S3BlobStore, verify_blob,
+};
+use relay_workers::model::Sha256;
+use relay_workers::testing;
+use tokio::io::AsyncReadExt;
+
+/// S3 parts are at least 5 MiB: a 3-part blob.
+const LARGE: usize = 11 << 20;
+const S3_MULTIPART: &str = "multipart_threshold=1MiB&part_size=5MiB";
+
+/// A store under test and a way to put bytes under a key behind its back.
+struct Harness {
+    store: Arc<dyn BlobStore>,
+    backend: Backend,
+    _dir: tempfile::TempDir,
+}
+
+enum Backend {
+    Fs(FsBlobStore),
+    Memory,
+    S3(S3BlobStore),
+}
+
+impl Harness {
+    async fn fs(_test: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path().join("blobs")).expect("fs store");
+        Some(Self {
+            store: Arc::new(store.clone()),
+            backend: Backend::Fs(store),
+            _dir: dir,
+        })
+    }
+
+    async fn memory(_test: &str) -> Option<Self> {
+        Some(Self {
+            store: Arc::new(MemoryBlobStore::new().expect("memory store")),
+            backend: Backend::Memory,
+            _dir: tempfile::tempdir().expect("tempdir"),
+        })
+    }
+
+    async fn s3(test: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = s3_url(test, S3_MULTIPART)?;
+        let store = S3BlobStore::open(&url, dir.path().join("spool"))
+            .await
+            .expect("s3 store");
+        Some(Self {
+            store: Arc::new(store.clone()),
+            backend: Backend::S3(store),
+            _dir: dir,
+        })
+    }
+
+    fn spooled(&self, bytes: &[u8]) -> tempfile::NamedTempFile {
+        spool_in(self.store.spool_dir(), bytes)
+    }
+
+    async fn put(&self, key: Sha256, bytes: &[u8]) -> Result<Persisted, BlobError> {
+        self.store.put(key, self.spooled(bytes)).await
+    }
+
+    async fn read(&self, key: &Sha256, offset: u64) -> (u64, Vec<u8>) {
+        let mut blob = self.store.open(key, offset).await.expect("open");
+        let mut bytes = Vec::new();
+        blob.reader.read_to_end(&mut bytes).await.expect("read");
+        (blob.size, bytes)
+    }
+
+    /// Stores `bytes` under `key` without the store's checks, as a
+    /// corrupted or concurrent writer would.
+    async fn plant(&self, key: Sha256, bytes: &[u8]) {
+        match &self.backend {
+            Backend::Fs(store) => {
+                let path = store.path_of(&key);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(path, bytes).expect("write");
+            }
+            // The memory store does not check a key against its bytes.
+            Backend::Memory => {
+                let created = self.put(key, bytes).await.expect("put");
+                assert_eq!(created, Persisted::Created);
+            }
+            Backend::S3(store) => {
+                store
+                    .client()
+                    .put_object()
+                    .bucket(&store.location().bucket)
+                    .key(store.object_key(&key))
+                    .body(bytes.to_vec().into())
+                    .send()
+                    .await
+                    .expect("raw put");
+            }
+        }
+    }
+}
+
+fn spool_in(dir: &std::path::Path, bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new_in(dir).expect("spool file");
+    file.write_all(bytes).expect("write");
+    file
+}
+
+/// The test server's URL with a prefix of this test's own and `query`.
+fn s3_url(test: &str, query: &str) -> Option<String> {
+    let base = testing::s3(test)?;
+    let (path, base_query) = base.split_once('?').unwrap_or((&base, ""));
+    let prefix = testing::unique_name(test);
+    let query: Vec<&str> = [base_query, query]
+        .into_iter()
+        .filter(|q| !q.is_empty())
+        .collect();
+    Some(format!(
+        "{}/{prefix}?{}",
+        path.trim_end_matches('/'),
+        query.join("&")
+    ))
+}
+
+/// Bytes that differ from any other test's.
+fn sample(len: usize, seed: u8) -> Vec<u8> {
+    let stamp = testing::unique_name("sample").into_bytes();
+    (0..len)
+        .map(|i| stamp[i % stamp.len()] ^ (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+// ---------------------------------------------------------------- promises
+
+async fn put_then_open_and_head_give_the_bytes_back(h: Harness) {
+    let bytes = sample(1000, 1);
+    let key = Sha256::of(&bytes);
+    assert_eq!(h.put(key, &bytes).await.expect("put"), Persisted::Created);
+    assert_eq!(h.store.head(&key).await.expect("head"), Some(1000));
+    assert_eq!(h.read(&key, 0).await, (1000, bytes));
+    verify_blob(h.store.as_ref(), &key, 1000)
+        .await
+        .expect("verifies");
+    let left = std::fs::read_dir(h.store.spool_dir())
+        .expect("spool")
+        .count();
+    assert_eq!(left, 0, "the spool file is gone once put");
+}
+
+async fn open_reads_from_an_offset(h: Harness) {
+    let bytes = sample(300, 2);
+    let key = Sha256::of(&bytes);
+    h.put(key, &bytes).await.expect("put");
+    assert_eq!(h.read(&key, 120).await, (300, bytes[120..].to_vec()));
+    assert_eq!(h.read(&key, 299).await, (300, bytes[299..].to_vec()));
+    assert_eq!(h.read(&key, 300).await, (300, Vec::new()));
+}
+
+async fn the_same_bytes_twice_are_stored_once(h: Harness) {
+    let bytes = sample(500, 3);
+    let key = Sha256::of(&bytes);
+    assert_eq!(h.put(key, &bytes).await.expect("put"), Persisted::Created);
+    assert_eq!(
+        h.put(key, &bytes).await.expect("second put"),
+        Persisted::AlreadyPresent
+    );
+    assert_eq!(h.read(&key, 0).await, (500, bytes));
+}
+
+async fn an_existing_key_is_never_overwritten(h: Harness) {
+    let bytes = sample(400, 4);
+    let key = Sha256::of(&bytes);
+    let other = sample(410, 5);
+    h.plant(key, &other).await;
+    assert_eq!(
+        h.put(key, &bytes).await.expect("put"),
+        Persisted::AlreadyPresent
+    );
+    assert_eq!(h.read(&key, 0).await, (410, other), "the first bytes stay");
+}
+
+async fn a_missing_blob_is_missing(h: Harness) {
+    let key = Sha256::of(&sample(10, 6));
+    assert!(matches!(
+        h.store.open(&key, 0).await,
+        Err(BlobError::Missing(k)) if k == key
+    ));
+    assert_eq!(h.store.head(&key).await.expect("head"), None);
+}
+
+async fn a_large_blob_goes_up_and_reads_back_verified(h: Harness) {
+    let bytes = sample(LARGE, 7);
+    let key = Sha256::of(&bytes);
+    assert_eq!(h.put(key, &bytes).await.expect("put"), Persisted::Created);
+    assert_eq!(h.store.head(&key).await.expect("head"), Some(LARGE as u64));
+    verify_blob(h.store.as_ref(), &key, LARGE as u64)
+        .await
+        .expect("verifies");
+    let offset = 6 << 20;
+    assert_eq!(
+        h.read(&key, offset as u64).await,
+        (LARGE as u64, bytes[offset..].to_vec())
+    );
+    assert_eq!(
+        h.put(key, &bytes).await.expect("again"),
+        Persisted::AlreadyPresent
+    );
+    if let Backend::S3(store) = &h.backend {
+        let head = store
+            .client()
+            .head_object()
+            .bucket(&store.location().bucket)
+            .key(store.object_key(&key))
+            .send()
+            .await
+            .expect("head object");
+        let etag = head.e_tag().unwrap_or_default();
+        assert!(etag.trim_matches('"').ends_with("-3"), "3 parts: {etag}");
+    }
+}
+
+async fn leftover_spool_files_are_cleaned(h: Harness) {
+    spool_in(h.store.spool_dir(), b"half an upload")
+        .keep()
+        .expect("keep");
+    assert_eq!(h.store.clean_spool(), 1);
+    assert_eq!(
+        std::fs::read_dir(h.store.spool_dir())
+            .expect("spool")
+            .count(),
+        0
+    );
+}
+
+async fn a_working_store_passes_its_probe(h: Harness) {
+    h.store.probe().await.expect("probe");
+    assert!(!h.store.describe().is_empty());
+}
+
+macro_rules! conformance {
+    ($($promise:ident),* $(,)?) => {
+        mod fs { $( #[tokio::test] async fn $promise() {
+            if let Some(h) = super::Harness::fs(stringify!($promise)).await { super::$promise(h).await }
+        } )* }
+        mod memory { $( #[tokio::test] async fn $promise() {
+            if let Some(h) = super::Harness::memory(stringify!($promise)).await { super::$promise(h).await }
+        } )* }
+        mod s3 { $( #[tokio::test] async fn $promise() {
+            if let Some(h) = super::Harness::s3(stringify!($promise)).await { super::$promise(h).await }
+        } )* }
+    };
+}
+
+conformance!(
+    put_then_open_and_head_give_the_bytes_back,
+    open_reads_from_an_offset,
+    the_same_bytes_twice_are_stored_once,
+    an_existing_key_is_never_overwritten,
+    a_missing_blob_is_missing,
+    a_large_blob_goes_up_and_reads_back_verified,
+    leftover_spool_files_are_cleaned,
+    a_working_store_passes_its_probe,
+);
+
+// ------------------------------------------------------------- S3 only
+
+mod s3_only {
+    use super::*;
+
+    async fn store(test: &str, query: &str) -> Option<(S3BlobStore, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = s3_url(test, query)?;
+        let store = S3BlobStore::open(&url, dir.path()).await.expect("opens");
+        Some((store, dir))
+    }
+
+    async fn object_exists(store: &S3BlobStore, key: &Sha256) -> bool {
+        store.head(key).await.expect("head").is_some()
+    }
+
+    async fn pending_uploads(store: &S3BlobStore) -> usize {
+        let listed = store
+            .client()
+            .list_multipart_uploads()
+            .bucket(&store.location().bucket)
+            .prefix(format!("{}/", store.location().prefix))
+            .send()
+            .await
+            .expect("list uploads");
+        listed.uploads().len()
+    }
+
+    #[tokio::test]
+    async fn the_server_rejects_bytes_that_are_not_the_keys() {
+        let Some((store, dir)) = store("s3_rejects_wrong_bytes", "").await else {
+            return;
+        };
+        let key = Sha256::of(b"the bytes the key promises");
+        let put = store.put(key, spool_in(dir.path(), b"other bytes")).await;
+        match put {
+            Err(BlobError::Integrity(e)) => {
+                assert_eq!(e.expected, key);
+                assert!(e.reason.contains("BadDigest"), "{}", e.reason);
+            }
+            other => panic!("expected the server's BadDigest, got {other:?}"),
+        }
+        assert!(!object_exists(&store, &key).await, "nothing is stored");
+    }
+
+    #[tokio::test]
+    async fn a_large_blob_that_is_not_its_keys_is_refused_before_upload() {
+        let Some((store, dir)) = store("s3_rejects_wrong_large", S3_MULTIPART).await else {
+            return;
+        };
+        let key = Sha256::of(b"not these bytes");
+        let put = store
+            .put(key, spool_in(dir.path(), &sample(LARGE, 8)))
+            .await;
+        assert!(matches!(put, Err(BlobError::Integrity(_))), "{put:?}");
+        assert!(!object_exists(&store, &key).await);
+        assert_eq!(pending_uploads(&store).await, 0);
+    }
+
+    /// Both may complete (SeaweedFS checks `If-None-Match` when a
+    /// completion starts, so two at once can both pass): with a content key
+    /// that is harmless, as both carry the same verified bytes.
+    #[tokio::test]
+    async fn concurrent_puts_of_one_large_blob_leave_one_good_object() {
+        let Some((store, dir)) = store("s3_concurrent_large", S3_MULTIPART).await else {
+            return;
+        };
+        let bytes = sample(LARGE, 9);
+        let key = Sha256::of(&bytes);
+        let (a, b) = tokio::join!(
+            store.put(key, spool_in(dir.path(), &bytes)),
+            store.put(key, spool_in(dir.path(), &bytes)),
+        );
+        let outcomes = [a.expect("first"), b.expect("second")];
+        assert!(outcomes.contains(&Persisted::Created), "{outcomes:?}");
+        verify_blob(&store, &key, LARGE as u64)
+            .await
+            .expect("verifies");
+        assert_eq!(pending_uploads(&store).await, 0, "no parts left behind");
+    }
+
+    /// A put dropped half-way (its client went away) aborts its upload.
+    #[tokio::test]
+    async fn an_abandoned_large_put_leaves_no_parts() {
+        let Some((store, dir)) = store("s3_abandoned_large", S3_MULTIPART).await else {
+            return;
+        };
+        let bytes = sample(3 * LARGE, 10);
+        let key = Sha256::of(&bytes);
+        let file = spool_in(dir.path(), &bytes);
+        let uploading = {
+            let store = store.clone();
+            tokio::spawn(async move { store.put(key, file).await })
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while pending_uploads(&store).await == 0 && !uploading.is_finished() {
+            assert!(tokio::time::Instant::now() < deadline, "no upload began");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        uploading.abort();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while pending_uploads(&store).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the upload was not aborted"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn assert_unavailable(store: &S3BlobStore, spool: &std::path::Path, says: &str) {
+        match store.probe().await {
+            Err(BlobError::Unavailable(message)) => {
+                assert!(message.contains(says), "{message}");
+            }
+            other => panic!("probe: expected unavailable, got {other:?}"),
+        }
+        let put = store.put(Sha256::of(b"x"), spool_in(spool, b"x")).await;
+        assert!(matches!(put, Err(BlobError::Unavailable(_))), "{put:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_unavailable() {
+        if testing::s3("s3_unreachable").is_none() {
+            return;
+        }
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("s3://relay-test?endpoint=http://127.0.0.1:{port}&region=us-east-1");
+        let store = S3BlobStore::open(&url, dir.path()).await.expect("opens");
+        assert_unavailable(&store, dir.path(), "does not answer").await;
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_unavailable() {
+        let Some(url) = s3_url("s3_bad_credentials", "") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_id = std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID");
+        let store = S3BlobStore::open_with_credentials(&url, dir.path(), &key_id, "not-the-secret")
+            .await
+            .expect("opens");
+        assert_unavailable(&store, dir.path(), "refused the credentials").await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_bucket_is_unavailable() {
+        let Some(base) = testing::s3("s3_missing_bucket") else {
+            return;
+        };
+        let rest = base.strip_prefix("s3://").expect("an s3 url");
+        let after_bucket = &rest[rest.find(['/', '?']).unwrap_or(rest.len())..];
+        let missing = format!(
+            "s3://relay-missing-{}{after_bucket}",
+            uuid::Uuid::now_v7().simple()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = S3BlobStore::open(&missing, dir.path())
+            .await
+            .expect("opens");
+        assert_unavailable(&store, dir.path(), "does not exist").await;
+    }
+}
