@@ -79,7 +79,7 @@ pub fn worker_runner(
 impl App {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let catalog = open_catalog(config).await?;
-        let blobs = open_blobs(config)?;
+        let blobs = open_blobs(config).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use relay_workers::blob::{BlobError, BlobStore, FsBlobStore};
+use relay_workers::blob::{BlobError, BlobStore, FsBlobStore, S3BlobStore};
 use relay_workers::catalog::{CatalogError, PoolSettings, SqlCatalog};
 
 use crate::config::Config;
@@ -42,14 +42,29 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<SqlCatalog>, OpenError>
     Ok(Arc::new(catalog.with_sla(config.sla.clone())))
 }
 
-/// Opens the blob store named by `config.blobs`: `file://DIR` or a path.
-pub fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, OpenError> {
+/// Opens the blob store named by `config.blobs`: `file://DIR` or a plain
+/// path, or `s3://bucket/prefix?endpoint=…&region=…` (credentials from the
+/// standard AWS chain; upload spool files in the data directory's `spool/`).
+///
+/// The store is probed once here so that a missing bucket, refused
+/// credentials or an unreachable server are in the log at start; the
+/// process still starts (and `/readyz` reports it), since the store may
+/// come back on its own.
+pub async fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, OpenError> {
     let blobs = config.blobs.as_str();
-    let path = match blobs.split_once("://") {
-        Some(("file", path)) => path,
+    let store: Arc<dyn BlobStore> = match blobs.split_once("://") {
+        Some(("s3", _)) => Arc::new(S3BlobStore::open(blobs, config.data_dir.join("spool")).await?),
+        Some(("file", path)) => open_fs(path)?,
         Some(_) => return Err(BlobError::UnsupportedUrl(blobs.to_owned()).into()),
-        None => blobs,
+        None => open_fs(blobs)?,
     };
+    if let Err(error) = store.probe().await {
+        tracing::warn!(blobs = %store.describe(), %error, "the blob store is not ready");
+    }
+    Ok(store)
+}
+
+fn open_fs(path: &str) -> Result<Arc<dyn BlobStore>, OpenError> {
     create_dir(Path::new(path))?;
     Ok(Arc::new(FsBlobStore::open(path)?))
 }
