@@ -1,36 +1,39 @@
-//! The job queue's promises, against a real SQLite catalog: leases expire
-//! and are re-claimed, failures back off and dead-letter, operators retry
-//! and cancel, a panic fails only its job, and two workers never run the
-//! same job at once.
+//! The job queue as workers see it: jobs run once, failures back off and
+//! dead-letter, operators retry and cancel, a panic fails only its job, two
+//! workers never run the same job at once, and shutdown gives jobs back.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use relay_workers::catalog::{PoolSettings, Queue, SqlCatalog};
+use relay_workers::catalog::{CatalogError, Queue, SqlCatalog};
+use relay_workers::model::Timestamp;
 use relay_workers::queue::{
-    Job, JobError, JobFilter, JobState, Outcome, Registry, Runner, RunnerConfig, Typed,
+    Handler, Job, JobError, JobFilter, JobState, Outcome, Registry, Runner, RunnerConfig, Typed,
 };
 use serde::{Deserialize, Serialize};
 
+use super::fixture::{Db, assert_kind, eventually};
+
+on_every_backend!(
+    a_job_runs_once_and_is_done,
+    retryable_failures_back_off_then_dead_letter_and_an_operator_retries,
+    fatal_errors_are_dead_at_once,
+    a_panic_fails_its_job_and_the_worker_goes_on,
+    two_workers_never_run_the_same_job_at_once,
+    shutdown_releases_what_does_not_finish_in_the_grace_period,
+    stats_report_depth_and_age,
+);
+
 #[derive(Debug, Serialize, Deserialize)]
-struct Probe {
+pub(super) struct Probe {
     n: u32,
 }
 
 impl Job for Probe {
     const KIND: &'static str = "probe";
     const MAX_ATTEMPTS: u32 = 3;
-}
-
-async fn catalog(dir: &tempfile::TempDir) -> Arc<SqlCatalog> {
-    let url = format!("sqlite://{}", dir.path().join("relay.db").display());
-    Arc::new(
-        SqlCatalog::connect(&url, &PoolSettings::default())
-            .await
-            .expect("catalog"),
-    )
 }
 
 fn config(worker: &str) -> RunnerConfig {
@@ -43,11 +46,7 @@ fn config(worker: &str) -> RunnerConfig {
     }
 }
 
-fn runner(
-    catalog: &Arc<SqlCatalog>,
-    worker: &str,
-    handler: impl relay_workers::queue::Handler + 'static,
-) -> Runner {
+fn runner(catalog: &Arc<SqlCatalog>, worker: &str, handler: impl Handler + 'static) -> Runner {
     Runner::new(
         catalog.clone(),
         Registry::new().register(handler),
@@ -55,7 +54,7 @@ fn runner(
     )
 }
 
-async fn enqueue(catalog: &SqlCatalog, n: u32) -> i64 {
+pub(super) async fn enqueue(catalog: &SqlCatalog, n: u32) -> i64 {
     catalog
         .enqueue(
             Probe::KIND,
@@ -66,15 +65,13 @@ async fn enqueue(catalog: &SqlCatalog, n: u32) -> i64 {
         .expect("enqueue")
 }
 
-#[tokio::test]
-async fn a_job_runs_once_and_is_done() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = enqueue(&catalog, 7).await;
+async fn a_job_runs_once_and_is_done(db: &Db) {
+    let catalog = &db.catalog;
+    let id = enqueue(catalog, 7).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     let r = runner(
-        &catalog,
+        catalog,
         "w1",
         Typed::new(move |job: Probe| {
             let sink = sink.clone();
@@ -89,17 +86,16 @@ async fn a_job_runs_once_and_is_done() {
     assert_eq!(*seen.lock().expect("lock"), vec![7]);
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!((job.state, job.attempts), (JobState::Done, 1));
+    assert_eq!(job.payload, serde_json::json!({ "n": 7 }));
 }
 
-#[tokio::test]
-async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = enqueue(&catalog, 1).await;
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries(db: &Db) {
+    let catalog = &db.catalog;
+    let id = enqueue(catalog, 1).await;
+    let fail = Arc::new(AtomicBool::new(true));
     let flag = fail.clone();
     let r = runner(
-        &catalog,
+        catalog,
         "w1",
         Typed::new(move |_: Probe| {
             let flag = flag.clone();
@@ -112,19 +108,21 @@ async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries() 
             }
         }),
     );
-    let before = relay_workers::model::Timestamp::now();
+    let before = Timestamp::now();
     assert_eq!(r.run_once().await.expect("run"), Outcome::Retrying(id));
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!((job.state, job.attempts), (JobState::Queued, 1));
     assert_eq!(job.last_error.as_deref(), Some("store unreachable"));
-    // First backoff: 2.5–5 s from now, so the job is not ready yet.
+    assert_eq!((job.worker, job.lease_until), (None, None));
+    // First backoff: 2.5–5 s from now (the database clock, which on this
+    // machine is the test's clock), so the job is not ready yet.
     let delay = job.run_at.as_millis() - before.as_millis();
     assert!((2_400..=5_500).contains(&delay), "delay {delay} ms");
     assert_eq!(r.run_once().await.expect("run"), Outcome::Idle);
 
     // Make it ready again twice more: attempts run out, the job is dead.
     for expected in [Outcome::Retrying(id), Outcome::Dead(id)] {
-        make_ready(&dir, id).await;
+        db.make_ready(id).await;
         assert_eq!(r.run_once().await.expect("run"), expected);
     }
     let job = catalog.get_job(id).await.expect("job");
@@ -144,31 +142,18 @@ async fn retryable_failures_back_off_then_dead_letter_and_an_operator_retries() 
     let job = catalog.retry_job(id).await.expect("retry");
     assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
     assert_eq!(r.run_once().await.expect("run"), Outcome::Done(id));
-    assert!(
-        catalog.retry_job(id).await.is_err(),
-        "a done job is not retried"
+    assert_kind(
+        catalog.retry_job(id).await,
+        |e| matches!(e, CatalogError::Conflict(_)),
+        "a done job is not retried",
     );
 }
 
-/// Moves a queued job's run_at into the past (the backoff, fast-forwarded).
-async fn make_ready(dir: &tempfile::TempDir, id: i64) {
-    use sqlx::Connection;
-    let url = format!("sqlite://{}", dir.path().join("relay.db").display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("db");
-    sqlx::query("UPDATE jobs SET run_at = 0 WHERE id = ?")
-        .bind(id)
-        .execute(&mut conn)
-        .await
-        .expect("ready");
-}
-
-#[tokio::test]
-async fn fatal_errors_are_dead_at_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = enqueue(&catalog, 1).await;
+async fn fatal_errors_are_dead_at_once(db: &Db) {
+    let catalog = &db.catalog;
+    let id = enqueue(catalog, 1).await;
     let r = runner(
-        &catalog,
+        catalog,
         "w1",
         Typed::new(|_: Probe| async { Err(JobError::Fatal("unsupported transfer syntax".into())) }),
     );
@@ -176,6 +161,7 @@ async fn fatal_errors_are_dead_at_once() {
     let job = catalog.get_job(id).await.expect("job");
     assert_eq!((job.state, job.attempts), (JobState::Dead, 1));
     assert_eq!(catalog.retry_dead().await.expect("retry all"), 1);
+    assert_eq!(catalog.retry_dead().await.expect("retry all"), 0);
     let job = catalog.cancel_job(id).await.expect("cancel");
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(
@@ -183,16 +169,22 @@ async fn fatal_errors_are_dead_at_once() {
         Outcome::Idle,
         "a cancelled job does not run"
     );
+    // A cancelled job can be retried; a cancelled one cannot be cancelled.
+    assert_kind(
+        catalog.cancel_job(id).await,
+        |e| matches!(e, CatalogError::Conflict(_)),
+        "cancel twice",
+    );
+    let job = catalog.retry_job(id).await.expect("retry cancelled");
+    assert_eq!(job.state, JobState::Queued);
 }
 
-#[tokio::test]
-async fn a_panic_fails_its_job_and_the_worker_goes_on() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let bad = enqueue(&catalog, 0).await;
-    let good = enqueue(&catalog, 1).await;
+async fn a_panic_fails_its_job_and_the_worker_goes_on(db: &Db) {
+    let catalog = &db.catalog;
+    let bad = enqueue(catalog, 0).await;
+    let good = enqueue(catalog, 1).await;
     let r = runner(
-        &catalog,
+        catalog,
         "w1",
         Typed::new(|job: Probe| async move {
             assert!(job.n != 0, "boom on job zero");
@@ -208,94 +200,11 @@ async fn a_panic_fails_its_job_and_the_worker_goes_on() {
             .contains("panicked: boom on job zero")
     );
 }
-
-#[tokio::test]
-async fn an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = enqueue(&catalog, 1).await;
-    // A worker claims with a short lease and "dies" (never completes).
-    let claimed = catalog
-        .claim(&["probe"], "dead-worker", Duration::from_millis(200), 1)
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 1);
-    assert!(
-        catalog
-            .claim(&["probe"], "w2", Duration::from_secs(30), 1)
-            .await
-            .expect("claim")
-            .is_empty(),
-        "still leased"
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = catalog
-        .claim(&["probe"], "w2", Duration::from_secs(30), 1)
-        .await
-        .expect("claim");
-    assert_eq!(
-        again.iter().map(|j| (j.id, j.attempt)).collect::<Vec<_>>(),
-        vec![(id, 2)]
-    );
-    assert!(
-        !catalog
-            .heartbeat(id, "dead-worker", Duration::from_secs(30))
-            .await
-            .expect("beat")
-    );
-    assert!(
-        !catalog.complete(id, "dead-worker").await.expect("complete"),
-        "the old holder cannot complete"
-    );
-    assert!(catalog.complete(id, "w2").await.expect("complete"));
-}
-
-#[tokio::test]
-async fn a_lost_worker_on_the_last_attempt_leaves_the_job_dead() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = catalog
-        .enqueue("probe", &serde_json::json!({"n": 1}), 1)
-        .await
-        .expect("enqueue");
-    catalog
-        .claim(&["probe"], "dead-worker", Duration::from_millis(100), 1)
-        .await
-        .expect("claim");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        catalog
-            .claim(&["probe"], "w2", Duration::from_secs(30), 1)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
-    let job = catalog.get_job(id).await.expect("job");
-    assert_eq!(job.state, JobState::Dead);
-    assert!(job.last_error.expect("error").contains("lease expired"));
-}
-
-#[tokio::test]
-async fn released_jobs_run_again_without_losing_an_attempt() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = enqueue(&catalog, 1).await;
-    catalog
-        .claim(&["probe"], "w1", Duration::from_secs(30), 1)
-        .await
-        .expect("claim");
-    assert!(catalog.release(id, "w1").await.expect("release"));
-    let job = catalog.get_job(id).await.expect("job");
-    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_workers_never_run_the_same_job_at_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
+async fn two_workers_never_run_the_same_job_at_once(db: &Db) {
+    let catalog = &db.catalog;
     let total = 60;
     for n in 0..total {
-        enqueue(&catalog, n).await;
+        enqueue(catalog, n).await;
     }
     let running = Arc::new(Mutex::new(HashSet::new()));
     let runs = Arc::new(AtomicU32::new(0));
@@ -316,19 +225,19 @@ async fn two_workers_never_run_the_same_job_at_once() {
                 Ok(())
             }
         });
-        let r = runner(&catalog, name, handler);
+        let r = runner(catalog, name, handler);
         workers.push(tokio::spawn(r.run(shutdown.clone())));
     }
-    for _ in 0..500 {
-        if runs.load(Ordering::SeqCst) >= total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let finished = eventually(Duration::from_secs(10), || {
+        let runs = runs.clone();
+        async move { runs.load(Ordering::SeqCst) >= total }
+    })
+    .await;
     shutdown.cancel();
     for w in workers {
         w.await.expect("worker");
     }
+    assert!(finished, "all jobs ran in time");
     assert_eq!(
         overlaps.load(Ordering::SeqCst),
         0,
@@ -352,11 +261,9 @@ async fn two_workers_never_run_the_same_job_at_once() {
     assert_eq!(by.len(), 2, "both workers took part");
 }
 
-#[tokio::test]
-async fn shutdown_releases_what_does_not_finish_in_the_grace_period() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    let id = enqueue(&catalog, 1).await;
+async fn shutdown_releases_what_does_not_finish_in_the_grace_period(db: &Db) {
+    let catalog = &db.catalog;
+    let id = enqueue(catalog, 1).await;
     let mut cfg = config("slow");
     cfg.grace = Duration::from_millis(100);
     let r = Runner::new(
@@ -369,12 +276,11 @@ async fn shutdown_releases_what_does_not_finish_in_the_grace_period() {
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(r.run(shutdown.clone()));
-    for _ in 0..100 {
-        if catalog.get_job(id).await.expect("job").state == JobState::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let started = eventually(Duration::from_secs(5), || async {
+        catalog.get_job(id).await.expect("job").state == JobState::Running
+    })
+    .await;
+    assert!(started, "the job started");
     shutdown.cancel();
     worker.await.expect("worker");
     let job = catalog.get_job(id).await.expect("job");
@@ -384,22 +290,30 @@ async fn shutdown_releases_what_does_not_finish_in_the_grace_period() {
     );
 }
 
-#[tokio::test]
-async fn stats_report_depth_and_age() {
-    let dir = tempfile::tempdir().expect("dir");
-    let catalog = catalog(&dir).await;
-    enqueue(&catalog, 1).await;
-    enqueue(&catalog, 2).await;
+async fn stats_report_depth_and_age(db: &Db) {
+    let catalog = &db.catalog;
+    enqueue(catalog, 1).await;
+    enqueue(catalog, 2).await;
+    let dead = catalog
+        .enqueue("another", &serde_json::json!({}), 1)
+        .await
+        .expect("enqueue");
+    catalog
+        .claim(&["another"], "w1", Duration::from_secs(30), 1)
+        .await
+        .expect("claim");
+    assert!(catalog.fail(dead, "w1", "bad", None).await.expect("fail"));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let stats = catalog.queue_stats().await.expect("stats");
-    assert_eq!(stats.len(), 1);
-    assert_eq!(
-        (stats[0].kind.as_str(), stats[0].queued, stats[0].running),
-        ("probe", 2, 0)
-    );
+    let rows: Vec<_> = stats
+        .iter()
+        .map(|s| (s.kind.as_str(), s.queued, s.running, s.dead))
+        .collect();
+    assert_eq!(rows, vec![("another", 0, 0, 1), ("probe", 2, 0, 0)]);
+    assert_eq!(stats[0].oldest_queued_seconds, 0.0);
     assert!(
-        stats[0].oldest_queued_seconds >= 0.04,
+        stats[1].oldest_queued_seconds >= 0.04,
         "{}",
-        stats[0].oldest_queued_seconds
+        stats[1].oldest_queued_seconds
     );
 }
