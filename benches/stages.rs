@@ -256,7 +256,7 @@ async fn worklist_latency() -> (f64, f64) {
                CASE WHEN i % 20 = 0 THEN 'stat' WHEN i % 5 = 0 THEN 'urgent' ELSE 'routine' END, \
                c.patient_name, c.patient_birth_date, c.patient_sex, c.patient_mrn, c.question, c.history, \
                NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.created_at + i, c.created_at + i, c.created_at + i, NULL, \
-               c.created_at + i, c.created_at + i + 86400000 * (i % 4), NULL, NULL, NULL, NULL \
+               c.created_at + i, c.created_at + i + 86400000 * (i % 4), NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL \
              FROM n, (SELECT * FROM cases LIMIT 1) c",
         )
         .execute(&mut conn)

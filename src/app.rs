@@ -11,8 +11,9 @@ use relay_workers::audit::run_sealer;
 use relay_workers::blob::BlobStore;
 use relay_workers::catalog::SqlCatalog;
 use relay_workers::ingest::{Ingest, IngestLimits};
+use relay_workers::model::ReminderPolicy;
 use relay_workers::queue::{Runner, RunnerConfig};
-use relay_workers::stages::{Mailer, MailerError, StageDeps, registry};
+use relay_workers::stages::{Mailer, MailerError, StageDeps, registry, run_reminders};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +50,26 @@ pub struct App {
     state: AppState,
     /// The in-process worker, unless disabled (`--workers 0`).
     runner: Option<Runner>,
+    /// Runs beside the worker.
+    reminders: ReminderPolicy,
+    reminder_interval: Duration,
     request_timeout: Duration,
+}
+
+/// How e-mail leaves, when an SMTP relay is configured.
+fn mailer(config: &Config) -> Result<Option<Mailer>, MailerError> {
+    let Some(url) = config.smtp_url.as_deref() else {
+        return Ok(None);
+    };
+    let ca = config
+        .smtp_ca_file
+        .as_deref()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| MailerError::Ca(format!("cannot read {}: {e}", path.display())))
+        })
+        .transpose()?;
+    Mailer::new(url, &config.mail_from, &config.public_url, ca.as_deref()).map(Some)
 }
 
 /// A worker over the stages' registry, for `relay serve` and `relay worker`.
@@ -62,11 +82,8 @@ pub fn worker_runner(
         catalog: catalog.clone(),
         blobs: blobs.clone(),
         webhooks: config.webhook_policy(),
-        mail: config
-            .smtp_url
-            .as_deref()
-            .map(|url| Mailer::new(url, &config.mail_from, &config.public_url))
-            .transpose()?,
+        mail: mailer(config)?,
+        escalate_to: config.escalate_to.clone(),
     };
     let runner = RunnerConfig {
         concurrency: config.workers,
@@ -74,6 +91,21 @@ pub fn worker_runner(
         ..RunnerConfig::default()
     };
     Ok(Runner::new(catalog.clone(), registry(&deps), runner))
+}
+
+/// The reminder sweep that runs beside every worker, until `stop`.
+pub fn reminder_sweep(
+    catalog: &Arc<SqlCatalog>,
+    policy: &ReminderPolicy,
+    interval: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run_reminders(
+        catalog.clone(),
+        policy.clone(),
+        interval,
+        stop,
+    ))
 }
 
 impl App {
@@ -113,6 +145,7 @@ impl App {
             ingest,
             metrics: Arc::new(Metrics::new()),
             runner_stats: runner.as_ref().map(Runner::stats),
+            worker_wake: runner.as_ref().map(Runner::waker),
             claim_lease: config.claim_lease,
         };
         Ok(Self {
@@ -120,6 +153,8 @@ impl App {
             catalog,
             state,
             runner,
+            reminders: config.reminders.clone(),
+            reminder_interval: config.reminder_interval,
             request_timeout: config.request_timeout,
         })
     }
@@ -141,17 +176,30 @@ impl App {
             SEAL_INTERVAL,
             stop.clone(),
         ));
-        let worker = self.runner.map(|r| tokio::spawn(r.run(stop.clone())));
+        let worker = self.runner.map(|r| {
+            (
+                tokio::spawn(r.run(stop.clone())),
+                reminder_sweep(
+                    &self.catalog,
+                    &self.reminders,
+                    self.reminder_interval,
+                    stop.clone(),
+                ),
+            )
+        });
         let service = router(self.state, self.request_timeout)
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         stop.cancel();
-        if let Some(worker) = worker
-            && let Err(error) = worker.await
-        {
-            tracing::error!(%error, "worker stopped abnormally");
+        if let Some((worker, reminders)) = worker {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "worker stopped abnormally");
+            }
+            if let Err(error) = reminders.await {
+                tracing::error!(%error, "reminder sweep stopped abnormally");
+            }
         }
         if let Err(error) = sealer.await {
             tracing::error!(%error, "audit sealer stopped abnormally");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use relay_workers::catalog::redact_url;
-use relay_workers::model::SlaPolicy;
+use relay_workers::model::{ReminderPolicy, SlaPolicy};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -23,6 +23,7 @@ const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 const DEFAULT_WORKERS: usize = 2;
 const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
 const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -47,14 +48,26 @@ pub struct Config {
     /// Let webhooks reach plain-http loopback addresses (tests, one-machine
     /// setups). Off: webhooks go only to https on public addresses.
     pub webhook_allow_loopback: bool,
-    /// The SMTP relay for e-mail notices (`smtp://host:port`), if any.
+    /// The SMTP relay for e-mail notices, if any: `smtp://host:port`
+    /// (plain, a relay on the same host or network), `smtp://…?tls=required`
+    /// (STARTTLS) or `smtps://host:465` (TLS), with optional `user:password@`.
     pub smtp_url: Option<String>,
+    /// An extra CA certificate (PEM) trusted for the SMTP relay.
+    pub smtp_ca_file: Option<PathBuf>,
     /// The sender of e-mail notices.
     pub mail_from: String,
     /// How offices reach Relay, for links in notices.
     pub public_url: String,
     /// Service levels per specialty and priority.
     pub sla: SlaPolicy,
+    /// When unacknowledged reports are notified again and overdue cases
+    /// escalated.
+    pub reminders: ReminderPolicy,
+    /// Administrators' addresses for overdue escalations (none: the log
+    /// line, the audit event and the metric are the escalation).
+    pub escalate_to: Vec<String>,
+    /// How often reminders and escalations are looked for.
+    pub reminder_interval: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -74,7 +87,11 @@ impl fmt::Debug for Config {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("public_url", &self.public_url)
+            .field("smtp_ca_file", &self.smtp_ca_file)
             .field("sla", &self.sla)
+            .field("reminders", &self.reminders)
+            .field("escalate_to", &self.escalate_to)
+            .field("reminder_interval", &self.reminder_interval)
             .finish()
     }
 }
@@ -106,6 +123,15 @@ pub struct FileConfig {
     /// Routine, urgent and stat service levels, e.g. `"72h,24h,4h"`.
     pub sla_dermatology: Option<String>,
     pub sla_radiology: Option<String>,
+    pub smtp_ca_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub renotify_after: Option<Duration>,
+    pub renotify_limit: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub escalate_after: Option<Duration>,
+    pub escalate_to: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub reminder_interval: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -129,6 +155,12 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub sla_dermatology: Option<String>,
     pub sla_radiology: Option<String>,
+    pub smtp_ca_file: Option<PathBuf>,
+    pub renotify_after: Option<Duration>,
+    pub renotify_limit: Option<u32>,
+    pub escalate_after: Option<Duration>,
+    pub escalate_to: Option<Vec<String>>,
+    pub reminder_interval: Option<Duration>,
 }
 
 /// The configuration cannot be loaded.
@@ -213,6 +245,31 @@ impl Config {
                 })?;
             }
         }
+        let defaults = ReminderPolicy::default();
+        let reminders = ReminderPolicy {
+            renotify_after: over
+                .renotify_after
+                .or(file.renotify_after)
+                .unwrap_or(defaults.renotify_after),
+            renotify_limit: over
+                .renotify_limit
+                .or(file.renotify_limit)
+                .unwrap_or(defaults.renotify_limit),
+            escalate_after: over
+                .escalate_after
+                .or(file.escalate_after)
+                .unwrap_or(defaults.escalate_after),
+        };
+        let reminder_interval = over
+            .reminder_interval
+            .or(file.reminder_interval)
+            .unwrap_or(DEFAULT_REMINDER_INTERVAL);
+        if reminder_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "reminder_interval",
+                message: "must be longer than 0s".to_owned(),
+            });
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -244,6 +301,7 @@ impl Config {
                 .or(file.webhook_allow_loopback)
                 .unwrap_or(false),
             smtp_url: over.smtp_url.or(file.smtp_url),
+            smtp_ca_file: over.smtp_ca_file.or(file.smtp_ca_file),
             mail_from: over
                 .mail_from
                 .or(file.mail_from)
@@ -253,13 +311,23 @@ impl Config {
                 .or(file.public_url)
                 .unwrap_or_else(|| format!("http://{listen}")),
             sla,
+            reminders,
+            escalate_to: over
+                .escalate_to
+                .or(file.escalate_to)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            reminder_interval,
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -276,6 +344,15 @@ impl Config {
             self.public_url,
             SlaPolicy::levels_text(&self.sla.dermatology),
             SlaPolicy::levels_text(&self.sla.radiology),
+            self.smtp_ca_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            humantime::format_duration(self.reminders.renotify_after),
+            self.reminders.renotify_limit,
+            humantime::format_duration(self.reminders.escalate_after),
+            self.escalate_to,
+            humantime::format_duration(self.reminder_interval),
         )
     }
 }

@@ -6,77 +6,14 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::HeaderMap;
 use relay_workers::webhook::{WebhookSecret, verify};
-use serde_json::{Value, json};
-use support::{Relay, Server};
-use tokio::sync::Mutex;
-
-/// A receiver that answers with whatever status the test sets.
-#[derive(Clone, Default)]
-struct Receiver {
-    answer: Arc<AtomicU16>,
-    received: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    r.received.lock().await.push((headers, body));
-    StatusCode::from_u16(r.answer.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
-}
-
-async fn start_receiver(first_answer: u16) -> (Receiver, String) {
-    let receiver = Receiver::default();
-    receiver.answer.store(first_answer, Ordering::SeqCst);
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(receiver.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (receiver, url)
-}
-
-async fn wait_for(receiver: &Receiver, n: usize) {
-    for _ in 0..400 {
-        if receiver.received.lock().await.len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("fewer than {n} deliveries within 20 s");
-}
-
-/// A signed report for a case of `office`.
-async fn signed_case(server: &Server, office: &str, specialist: &str) -> String {
-    let case = server.create_case(office, "dermatology").await;
-    server
-        .upload(office, &case, "photos/camera-plain.jpg", "image/jpeg")
-        .await;
-    for (method, path, body) in [
-        (reqwest::Method::POST, "submit", office),
-        (reqwest::Method::POST, "claim", specialist),
-        (reqwest::Method::PUT, "report", specialist),
-        (reqwest::Method::POST, "report/sign", specialist),
-    ] {
-        let request = server
-            .http
-            .request(method, server.url(&format!("/api/v1/cases/{case}/{path}")))
-            .json(&json!({"impression": "Benign naevus."}));
-        let (status, reply) = server.send(request, body).await;
-        assert_eq!(status, 200, "{path}: {reply}");
-    }
-    case
-}
+use serde_json::Value;
+use support::Relay;
+use support::receivers::Receiver;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers
@@ -87,7 +24,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn a_signed_report_is_delivered_signed_and_retried_until_accepted() {
-    let (receiver, url) = start_receiver(500).await;
+    let (receiver, url) = Receiver::start(500).await;
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Clinic With An EHR");
     let specialist = relay.specialist_token("dermatology");
@@ -113,11 +50,11 @@ async fn a_signed_report_is_delivered_signed_and_retried_until_accepted() {
         ],
         &[],
     );
-    let case = signed_case(&server, &office, &specialist).await;
+    let case = server.signed_case(&office, &specialist).await;
 
-    wait_for(&receiver, 1).await;
+    receiver.wait_for(1).await;
     receiver.answer.store(200, Ordering::SeqCst);
-    wait_for(&receiver, 2).await; // the retry, after backoff
+    receiver.wait_for(2).await; // the retry, after backoff
     let received = receiver.received.lock().await.clone();
     let ids: Vec<&str> = received
         .iter()
@@ -188,7 +125,7 @@ async fn a_signed_report_is_delivered_signed_and_retried_until_accepted() {
 
 #[tokio::test]
 async fn a_refusing_endpoint_leaves_the_job_dead_until_replayed() {
-    let (receiver, url) = start_receiver(410).await;
+    let (receiver, url) = Receiver::start(410).await;
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Clinic");
     let specialist = relay.specialist_token("dermatology");
@@ -211,8 +148,8 @@ async fn a_refusing_endpoint_leaves_the_job_dead_until_replayed() {
         ],
         &[],
     );
-    signed_case(&server, &office, &specialist).await;
-    wait_for(&receiver, 1).await;
+    server.signed_case(&office, &specialist).await;
+    receiver.wait_for(1).await;
     let mut job = Value::Null;
     for _ in 0..100 {
         job = serde_json::from_str(
@@ -236,7 +173,83 @@ async fn a_refusing_endpoint_leaves_the_job_dead_until_replayed() {
         "retry",
         &job["id"].as_i64().expect("id").to_string(),
     ]);
-    wait_for(&receiver, 2).await;
+    receiver.wait_for(2).await;
+}
+
+/// An office whose own system matches events to charts may ask for the
+/// patient's name in them; Relay then reads it for the delivery, and that
+/// read is audited under the delivery's id.
+#[tokio::test]
+async fn an_office_that_opts_in_gets_the_patient_name_and_the_read_is_audited() {
+    let (receiver, url) = Receiver::start(200).await;
+    let relay = Relay::new();
+    let (office_id, _, office) = relay.office_with_user("Clinic Matching Charts");
+    let specialist = relay.specialist_token("dermatology");
+    relay.ok(&[
+        "--webhook-allow-loopback",
+        "admin",
+        "office",
+        "webhook",
+        "--office",
+        &office_id,
+        "--url",
+        &url,
+    ]);
+    relay.ok(&[
+        "admin",
+        "office",
+        "webhook",
+        "--office",
+        &office_id,
+        "--patient-name",
+        "include",
+    ]);
+    let server = relay.start_with(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-allow-loopback",
+        ],
+        &[],
+    );
+    let case = server.signed_case(&office, &specialist).await;
+    receiver.wait_for(1).await;
+    let event = receiver.events().await.remove(0);
+    assert_eq!(event["case_id"], case.as_str());
+    assert_eq!(event["patient"]["name"], support::PATIENT_NAME, "{event}");
+
+    let reads: Vec<Value> = relay
+        .ok(&["admin", "audit", "--action", "case.read"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|e: &Value| e["actor"] == "relay")
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["object_id"], case.as_str());
+    assert_eq!(
+        reads[0]["request_id"], event["id"],
+        "audited under the delivery id"
+    );
+
+    // Opting out again stops it.
+    relay.ok(&[
+        "admin",
+        "office",
+        "webhook",
+        "--office",
+        &office_id,
+        "--patient-name",
+        "omit",
+    ]);
+    let second = server.signed_case(&office, &specialist).await;
+    receiver.wait_for(2).await;
+    let events = receiver.events().await;
+    let later = events
+        .iter()
+        .find(|e| e["case_id"] == second.as_str())
+        .expect("second event");
+    assert!(later.get("patient").is_none(), "{later}");
 }
 
 #[test]

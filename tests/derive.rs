@@ -11,19 +11,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{Relay, Server};
 
-/// Polls the image until derive has left `pending`.
-async fn derived(server: &Server, token: &str, image: &str) -> Value {
-    for _ in 0..300 {
-        let (status, body) = server.get(&format!("/api/v1/images/{image}"), token).await;
-        assert_eq!(status, 200);
-        if body["derive_state"] != "pending" {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("derive did not finish within 15 s");
-}
-
 async fn get_bytes(server: &Server, token: &str, path: &str) -> (u16, Vec<u8>, String) {
     let response = server
         .http
@@ -57,7 +44,7 @@ async fn a_portrait_photo_gets_an_upright_thumbnail_and_preview() {
         .await;
     assert_eq!(receipt["derive_state"], "pending");
     let id = receipt["id"].as_str().expect("id");
-    let image = derived(&server, &token, id).await;
+    let image = server.derived(&token, id).await;
     assert_eq!(image["derive_state"], "ready", "{image}");
     let attributes = image["attributes"].as_object().expect("photo attributes");
     assert!(
@@ -124,7 +111,7 @@ async fn renditions_wait_for_derive_and_say_so() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("relay worker");
-    let image = derived(&server, &token, id).await;
+    let image = server.derived(&token, id).await;
     assert_eq!(image["derive_state"], "ready");
     let (status, _, _) =
         get_bytes(&server, &token, &format!("/api/v1/images/{id}/thumbnail")).await;
@@ -150,8 +137,8 @@ async fn dicom_frames_render_with_a_window_and_are_kept() {
         .await;
     let ct_id = ct["id"].as_str().expect("id");
     let mr_id = mr["id"].as_str().expect("id");
-    assert_eq!(derived(&server, &token, ct_id).await["frames"], 1);
-    assert_eq!(derived(&server, &token, mr_id).await["frames"], 10);
+    assert_eq!(server.derived(&token, ct_id).await["frames"], 1);
+    assert_eq!(server.derived(&token, mr_id).await["frames"], 10);
 
     let (status, default, _) = get_bytes(
         &server,
@@ -245,7 +232,7 @@ async fn a_corrupted_rendition_is_never_served() {
         .as_str()
         .expect("id")
         .to_owned();
-    derived(&server, &token, &id).await;
+    server.derived(&token, &id).await;
     let mut db = relay.database().await;
     let sha: String = sqlx::query_scalar(
         "SELECT sha256 FROM derivatives WHERE image_id = ? AND kind = 'thumbnail'",
@@ -290,7 +277,7 @@ async fn a_file_that_cannot_be_rendered_shows_unsupported_and_is_not_retried() {
     let (status, receipt) = server.send(request, &token).await;
     assert_eq!(status, 201, "{receipt}");
     let id = receipt["id"].as_str().expect("id");
-    let image = derived(&server, &token, id).await;
+    let image = server.derived(&token, id).await;
     assert_eq!(image["derive_state"], "unsupported", "{image}");
     assert!(
         image["derive_error"]
@@ -325,7 +312,7 @@ async fn re_running_derive_changes_nothing() {
         .as_str()
         .expect("id")
         .to_owned();
-    derived(&server, &token, &id).await;
+    server.derived(&token, &id).await;
     let mut db = relay.database().await;
     let before: Vec<(String, String)> =
         sqlx::query_as("SELECT kind, sha256 FROM derivatives WHERE image_id = ? ORDER BY kind")
@@ -384,7 +371,7 @@ async fn dicom_is_grouped_by_study_and_series_across_uploads() {
         .await;
     let mut expected = std::collections::BTreeMap::new();
     for id in &ids {
-        let image = derived(&server, &token, id).await;
+        let image = server.derived(&token, id).await;
         let a = &image["attributes"];
         assert_eq!(
             a["sop_instance_uid"], image["metadata"]["sop_instance_uid"],

@@ -1,73 +1,18 @@
 //! E-mail notices reach the office through an SMTP relay — here a real
-//! local SMTP sink started by the test — carrying the case id and a link,
-//! never patient data.
+//! local SMTP sink started by the test, plain or over TLS with a private CA
+//! — carrying the case id and a link, never patient data.
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::Value;
 use support::Relay;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use support::receivers::SmtpSink;
 
-/// A minimal SMTP server that accepts every message and keeps it.
-async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("smtp://{}", listener.local_addr().expect("addr"));
-    let messages = Arc::new(Mutex::new(Vec::new()));
-    let sink = messages.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
-                let mut data: Option<String> = None;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(body) = data.as_mut() {
-                        if line == "." {
-                            sink.lock().await.push(std::mem::take(body));
-                            data = None;
-                            let _ = write.write_all(b"250 queued\r\n").await;
-                        } else {
-                            body.push_str(&line);
-                            body.push('\n');
-                        }
-                        continue;
-                    }
-                    let verb = line
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" | "HELO" => b"250 sink\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            let _ = write.write_all(b"221 bye\r\n").await;
-                            break;
-                        }
-                        _ => b"250 ok\r\n",
-                    };
-                    let _ = write.write_all(reply).await;
-                }
-            });
-        }
-    });
-    (url, messages)
-}
-
-#[tokio::test]
-async fn a_signed_report_sends_an_e_mail_notice_without_patient_data() {
-    let (smtp, messages) = smtp_sink().await;
-    let relay = Relay::new();
+/// A relay whose office wants e-mail at frontdesk@clinic.example, serving
+/// with `smtp` as its mail relay (plus any `extra` flags).
+fn mail_clinic(relay: &Relay, smtp: &str, extra: &[&str]) -> (String, String, support::Server) {
     let (office_id, _, office) = relay.office_with_user("Mail Clinic");
     let specialist = relay.specialist_token("dermatology");
     relay.ok(&[
@@ -79,13 +24,98 @@ async fn a_signed_report_sends_an_e_mail_notice_without_patient_data() {
         "--to",
         "frontdesk@clinic.example",
     ]);
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--smtp-url",
+        smtp,
+        "--mail-from",
+        "relay@relay.example",
+        "--public-url",
+        "https://relay.clinic.example",
+    ];
+    args.extend_from_slice(extra);
+    let server = relay.start_with(&args, &[]);
+    (office, specialist, server)
+}
+
+fn assert_notice_for(message: &str, case: &str) {
+    assert!(
+        message.contains("To: frontdesk@clinic.example"),
+        "{message}"
+    );
+    assert!(message.contains("A consult report is ready"), "{message}");
+    assert!(message.contains(case), "{message}");
+    assert!(
+        message.contains(&format!(
+            "https://relay.clinic.example/api/v1/cases/{case}/report.html"
+        )),
+        "{message}"
+    );
+    for secret in [
+        support::PATIENT_NAME,
+        "MRN-77120",
+        "1961-07-14",
+        "Benign naevus.",
+    ] {
+        assert!(!message.contains(secret), "{secret} leaked into an e-mail");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_report_sends_an_e_mail_notice_without_patient_data() {
+    let (sink, smtp) = SmtpSink::start().await;
+    let relay = Relay::new();
+    let (office, specialist, server) = mail_clinic(&relay, &smtp, &[]);
+    let case = server.signed_case(&office, &specialist).await;
+    assert_notice_for(&sink.first_message().await, &case);
+}
+
+/// A relay across a network is reached over TLS, and its certificate is
+/// checked: trusted through the site's CA file, refused without it.
+#[tokio::test]
+async fn notices_travel_over_tls_and_the_relay_certificate_is_verified() {
+    let (sink, smtps, ca_pem) = SmtpSink::start_tls().await;
+    let relay = Relay::new();
+    let ca_file = relay.dir().join("site-ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write CA");
+
+    // Without the site's CA the relay's certificate is not trusted: the job
+    // fails (and will retry), and nothing is sent.
+    let (office, specialist, server) = mail_clinic(&relay, &smtps, &[]);
+    server.signed_case(&office, &specialist).await;
+    let mut job = Value::Null;
+    for _ in 0..200 {
+        let jobs = relay.ok(&["jobs", "list", "--kind", "email"]);
+        job = serde_json::from_str(jobs.lines().next().expect("an email job")).expect("json");
+        if job["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let error = job["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("certificate") || error.contains("UnknownIssuer"),
+        "an untrusted relay is refused: {job}"
+    );
+    assert!(
+        sink.all().await.is_empty(),
+        "nothing sent to an untrusted relay"
+    );
+    server.stop();
+
+    // With it, the notice goes through over TLS.
+    let ca = ca_file.display().to_string();
     let server = relay.start_with(
         &[
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--smtp-url",
-            &smtp,
+            &smtps,
+            "--smtp-ca-file",
+            &ca,
             "--mail-from",
             "relay@relay.example",
             "--public-url",
@@ -93,74 +123,14 @@ async fn a_signed_report_sends_an_e_mail_notice_without_patient_data() {
         ],
         &[],
     );
-    let case = server.create_case(&office, "dermatology").await;
-    server
-        .upload(&office, &case, "photos/camera-plain.jpg", "image/jpeg")
-        .await;
-    for (method, path, token) in [
-        (reqwest::Method::POST, "submit", &office),
-        (reqwest::Method::POST, "claim", &specialist),
-        (reqwest::Method::PUT, "report", &specialist),
-        (reqwest::Method::POST, "report/sign", &specialist),
-    ] {
-        let request = server
-            .http
-            .request(method, server.url(&format!("/api/v1/cases/{case}/{path}")))
-            .json(&json!({"impression": "Benign."}));
-        let (status, body) = server.send(request, token).await;
-        assert_eq!(status, 200, "{path}: {body}");
-    }
-    let mut message = String::new();
+    let case = server.signed_case(&office, &specialist).await;
+    let mut found = None;
     for _ in 0..200 {
-        if let Some(m) = messages.lock().await.first() {
-            message = m.clone();
+        found = sink.all().await.into_iter().find(|m| m.contains(&case));
+        if found.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!message.is_empty(), "no e-mail within 10 s");
-    // Undo quoted-printable soft line breaks.
-    let message = message.replace("=\n", "");
-    assert!(
-        message.contains("To: frontdesk@clinic.example"),
-        "{message}"
-    );
-    assert!(message.contains("A consult report is ready"), "{message}");
-    assert!(message.contains(&case), "{message}");
-    assert!(
-        message.contains(&format!(
-            "https://relay.clinic.example/api/v1/cases/{case}/report.html"
-        )),
-        "{message}"
-    );
-    for secret in [support::PATIENT_NAME, "MRN-77120", "1961-07-14", "Benign."] {
-        assert!(!message.contains(secret), "{secret} leaked into an e-mail");
-    }
-}
-
-#[test]
-fn notice_addresses_are_checked() {
-    let relay = Relay::new();
-    let office = relay.create_office("Clinic");
-    let out = relay.run(&[
-        "admin",
-        "office",
-        "email",
-        "--office",
-        &office,
-        "--to",
-        "not an address",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not an e-mail address"));
-    relay.ok(&[
-        "admin",
-        "office",
-        "email",
-        "--office",
-        &office,
-        "--to",
-        "a@clinic.example",
-    ]);
-    relay.ok(&["admin", "office", "email", "--office", &office, "--remove"]);
+    assert_notice_for(&found.expect("the notice arrived over TLS"), &case);
 }

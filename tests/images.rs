@@ -48,7 +48,9 @@ impl Office {
     fn start_with(extra: &[&str]) -> Self {
         let relay = Relay::new();
         let (_, _, token) = relay.office_with_user("Imaging Clinic");
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        // No worker: derive jobs stay queued, so what is stored is what
+        // ingest stored (renditions are the derive tests' concern).
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--workers", "0"];
         args.extend_from_slice(extra);
         let server = relay.start_with(&args, &[]);
         Self {
@@ -849,7 +851,7 @@ async fn another_office_cannot_upload_into_or_read_a_case() {
     let relay = Relay::new();
     let (_, _, owner) = relay.office_with_user("Owner");
     let (_, _, intruder) = relay.office_with_user("Intruder");
-    let server = relay.start();
+    let server = relay.start_with(&["serve", "--listen", "127.0.0.1:0", "--workers", "0"], &[]);
     let case = server.create_case(&owner, "radiology").await;
     let receipt = server
         .upload(&owner, &case, "dicom/CT_small.dcm", "application/dicom")

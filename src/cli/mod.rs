@@ -64,6 +64,9 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub smtp_url: Option<String>,
+    /// Extra CA certificate (PEM) trusted for the SMTP relay's TLS, for a site's private CA
+    #[arg(long, global = true, env = "RELAY_SMTP_CA_FILE", value_name = "FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// Sender of e-mail notices [default: relay@localhost]
     #[arg(long, global = true, env = "RELAY_MAIL_FROM", value_name = "ADDRESS")]
     pub mail_from: Option<String>,
@@ -131,6 +134,26 @@ pub struct ServeArgs {
     /// Longest time a JSON API request may take, e.g. 30s [default: 30s]
     #[arg(long, env = "RELAY_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// Notify an office again when a report waits unacknowledged this long [default: 24h]
+    #[arg(long, env = "RELAY_RENOTIFY_AFTER", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub renotify_after: Option<Duration>,
+    /// Reminders per unacknowledged report; 0 sends none [default: 3]
+    #[arg(long, env = "RELAY_RENOTIFY_LIMIT", value_name = "N")]
+    pub renotify_limit: Option<u32>,
+    /// Escalate a case to administrators this long past its due time [default: 0s]
+    #[arg(long, env = "RELAY_ESCALATE_AFTER", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub escalate_after: Option<Duration>,
+    /// Administrators' e-mail addresses for overdue escalations, comma-separated [default: none: logged only]
+    #[arg(
+        long,
+        env = "RELAY_ESCALATE_TO",
+        value_name = "ADDRESSES",
+        value_delimiter = ','
+    )]
+    pub escalate_to: Option<Vec<String>>,
+    /// How often reminders and escalations are looked for [default: 1m]
+    #[arg(long, env = "RELAY_REMINDER_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub reminder_interval: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,10 +217,16 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         claim_lease: serve.claim_lease,
         webhook_allow_loopback: store.webhook_allow_loopback.then_some(true),
         smtp_url: store.smtp_url.clone(),
+        smtp_ca_file: store.smtp_ca_file.clone(),
         mail_from: store.mail_from.clone(),
         public_url: store.public_url.clone(),
         sla_dermatology: store.sla_dermatology.clone(),
         sla_radiology: store.sla_radiology.clone(),
+        renotify_after: serve.renotify_after,
+        renotify_limit: serve.renotify_limit,
+        escalate_after: serve.escalate_after,
+        escalate_to: serve.escalate_to.clone(),
+        reminder_interval: serve.reminder_interval,
     }
 }
 

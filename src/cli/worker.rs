@@ -4,7 +4,7 @@
 use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::worker_runner;
+use crate::app::{reminder_sweep, worker_runner};
 use crate::backends::{open_blobs, open_catalog};
 use crate::config::Config;
 use crate::shutdown;
@@ -18,9 +18,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let runner = worker_runner(&catalog, &blobs, &config)?;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(runner.run(stop.clone()));
+    let reminders = reminder_sweep(
+        &catalog,
+        &config.reminders,
+        config.reminder_interval,
+        stop.clone(),
+    );
     shutdown::signal().await;
     stop.cancel();
     worker.await?;
+    reminders.await?;
     catalog.close().await;
     Ok(())
 }

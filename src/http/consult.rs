@@ -156,6 +156,7 @@ pub async fn sign(
         .catalog
         .sign_report(&caller.audit, caller.scope(), me, id)
         .await?;
+    state.work_queued();
     tracing::info!(case.id = %id, "report signed");
     Ok(Json(report))
 }
@@ -178,12 +179,12 @@ pub async fn addendum(
     ApiJson(body): ApiJson<TextBody>,
 ) -> Result<Json<Report>, ApiError> {
     let (me, _) = caller.specialist()?;
-    Ok(Json(
-        state
-            .catalog
-            .add_addendum(&caller.audit, caller.scope(), me, id, &body.text)
-            .await?,
-    ))
+    let report = state
+        .catalog
+        .add_addendum(&caller.audit, caller.scope(), me, id, &body.text)
+        .await?;
+    state.work_queued();
+    Ok(Json(report))
 }
 
 /// `GET /api/v1/cases/{id}/report`: the signed report and its addenda
@@ -216,12 +217,12 @@ pub async fn request_info(
     ApiJson(body): ApiJson<TextBody>,
 ) -> Result<Json<Case>, ApiError> {
     let (me, _) = caller.specialist()?;
-    Ok(Json(
-        state
-            .catalog
-            .request_info(&caller.audit, caller.scope(), me, id, &body.text)
-            .await?,
-    ))
+    let case = state
+        .catalog
+        .request_info(&caller.audit, caller.scope(), me, id, &body.text)
+        .await?;
+    state.work_queued();
+    Ok(Json(case))
 }
 
 /// `POST /api/v1/cases/{id}/answer`: the office answers (attach images first

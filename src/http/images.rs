@@ -97,6 +97,7 @@ pub async fn upload_images(
             upload,
         )
         .await;
+    state.work_queued();
     let ingested = match result {
         Ok(ingested) => ingested,
         Err(error) => {
@@ -181,6 +182,7 @@ async fn upload_multipart(
             )
             .await
             .map_err(|e| ApiError::from(e).with_context(&filename))?;
+        state.work_queued();
         images.push(ingested.image);
     }
     if images.is_empty() {

@@ -70,7 +70,9 @@ pub async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
     caller.require_admin()?;
-    Ok(Json(state.catalog.retry_job(job_id(&id)?).await?))
+    let job = state.catalog.retry_job(job_id(&id)?).await?;
+    state.work_queued();
+    Ok(Json(job))
 }
 
 /// `POST /api/v1/admin/jobs/{id}/cancel`: a queued or dead job will not run.

@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use relay_workers::model::Specialty;
 use relay_workers::queue::KindStats;
 use std::sync::atomic::AtomicU64;
 
@@ -54,6 +55,12 @@ pub struct Metrics {
     jobs: Family<JobLabels, Gauge>,
     oldest_job: Family<KindLabels, Gauge<f64, AtomicU64>>,
     job_runs: Family<JobLabels, Gauge>,
+    overdue: Family<SpecialtyLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpecialtyLabels {
+    specialty: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -102,6 +109,12 @@ impl Metrics {
             "Job attempts this process ran since it started, by kind and outcome (done, failed)",
             job_runs.clone(),
         );
+        let overdue = Family::<SpecialtyLabels, Gauge>::default();
+        registry.register(
+            "cases_overdue",
+            "Open cases past their service level, by specialty",
+            overdue.clone(),
+        );
         Self {
             registry,
             requests,
@@ -110,6 +123,7 @@ impl Metrics {
             jobs,
             oldest_job,
             job_runs,
+            overdue,
         }
     }
 
@@ -159,6 +173,21 @@ impl Metrics {
                     kind: s.kind.clone(),
                 })
                 .set(s.oldest_queued_seconds);
+        }
+    }
+
+    /// Sets the overdue gauge; a specialty with none reads 0, not absent.
+    pub fn observe_overdue(&self, counts: &[(Specialty, u64)]) {
+        for specialty in Specialty::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == specialty)
+                .map_or(0, |(_, n)| *n);
+            self.overdue
+                .get_or_create(&SpecialtyLabels {
+                    specialty: specialty.as_str().to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -213,6 +242,10 @@ pub async fn metrics(State(state): State<super::AppState>) -> Response {
     match state.catalog.queue_stats().await {
         Ok(stats) => state.metrics.observe_queue(&stats),
         Err(error) => tracing::warn!(%error, "queue metrics unavailable"),
+    }
+    match state.catalog.overdue_counts().await {
+        Ok(counts) => state.metrics.observe_overdue(&counts),
+        Err(error) => tracing::warn!(%error, "overdue metrics unavailable"),
     }
     if let Some(runs) = &state.runner_stats {
         state.metrics.observe_runs(&runs.snapshot());

@@ -28,7 +28,7 @@ use axum::routing::get;
 use relay_workers::blob::BlobStore;
 use relay_workers::catalog::Catalog;
 use relay_workers::ingest::Ingest;
-use relay_workers::queue::RunnerStats;
+use relay_workers::queue::{JobWaker, RunnerStats};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -58,6 +58,18 @@ pub struct AppState {
     pub runner_stats: Option<Arc<RunnerStats>>,
     /// How long a specialist's claim lasts unless renewed.
     pub claim_lease: Duration,
+    /// Wakes this process's worker when a request queues a job.
+    pub worker_wake: Option<JobWaker>,
+}
+
+impl AppState {
+    /// A request queued a job: let the in-process worker start it now
+    /// rather than at its next poll.
+    pub fn work_queued(&self) {
+        if let Some(wake) = &self.worker_wake {
+            wake.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {

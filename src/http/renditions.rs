@@ -124,6 +124,7 @@ pub async fn frame(
         blobs: state.blobs.clone(),
         webhooks: relay_workers::webhook::TargetPolicy::default(),
         mail: None,
+        escalate_to: Vec::new(),
     };
     let rendition = rendered_frame(&deps, &image, frame, window).await?;
     serve_verified(

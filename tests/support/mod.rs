@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod receivers;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -275,6 +277,41 @@ impl Server {
         let (status, body) = self.send(request, token).await;
         assert_eq!(status, 201, "upload of {fixture_path}: {body}");
         body
+    }
+
+    /// Polls the image until derive has left `pending`; returns it.
+    pub async fn derived(&self, token: &str, image: &str) -> Value {
+        for _ in 0..300 {
+            let (status, body) = self.get(&format!("/api/v1/images/{image}"), token).await;
+            assert_eq!(status, 200);
+            if body["derive_state"] != "pending" {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("derive did not finish within 15 s");
+    }
+
+    /// A dermatology case with a photo, submitted by `office`, claimed,
+    /// reported and signed by `specialist`; returns its id.
+    pub async fn signed_case(&self, office: &str, specialist: &str) -> String {
+        let case = self.create_case(office, "dermatology").await;
+        self.upload(office, &case, "photos/camera-plain.jpg", "image/jpeg")
+            .await;
+        for (method, path, token) in [
+            (reqwest::Method::POST, "submit", office),
+            (reqwest::Method::POST, "claim", specialist),
+            (reqwest::Method::PUT, "report", specialist),
+            (reqwest::Method::POST, "report/sign", specialist),
+        ] {
+            let request = self
+                .http
+                .request(method, self.url(&format!("/api/v1/cases/{case}/{path}")))
+                .json(&json!({"impression": "Benign naevus."}));
+            let (status, reply) = self.send(request, token).await;
+            assert_eq!(status, 200, "{path}: {reply}");
+        }
+        case
     }
 
     /// Stops the server, then hands its complete log to `check`.

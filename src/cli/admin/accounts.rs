@@ -30,8 +30,16 @@ pub enum OfficeCommand {
         #[arg(long, value_name = "OFFICE_ID")]
         office: String,
         /// The endpoint, e.g. https://ehr.clinic.example/relay-events
-        #[arg(long, required_unless_present = "remove", conflicts_with = "remove")]
+        #[arg(
+            long,
+            required_unless_present_any = ["remove", "patient_name"],
+            conflicts_with = "remove"
+        )]
         url: Option<String>,
+        /// Whether events carry the patient's name, for an office whose own
+        /// system matches them to charts (default: omit)
+        #[arg(long, value_name = "include|omit", value_parser = ["include", "omit"], conflicts_with = "remove")]
+        patient_name: Option<String>,
         /// Stop sending webhooks to this office.
         #[arg(long)]
         remove: bool,
@@ -125,6 +133,7 @@ pub async fn office(
         OfficeCommand::Webhook {
             office,
             url,
+            patient_name,
             remove,
         } => {
             let id = parse_id::<OfficeId>(&office, "--office")?;
@@ -132,6 +141,21 @@ pub async fn office(
                 true => anyhow::anyhow!("no such office; list them with 'relay admin office list'"),
                 false => e.into(),
             };
+            if let Some(choice) = patient_name.as_deref() {
+                let include = choice == "include";
+                catalog
+                    .set_webhook_patient_name(&AuditContext::operator(), id, include)
+                    .await
+                    .map_err(no_office)?;
+                eprintln!(
+                    "office {id}: webhook events {} the patient's name",
+                    if include { "carry" } else { "omit" }
+                );
+                if url.is_none() {
+                    println!("{id}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             match (url, remove) {
                 (Some(url), false) => {
                     let target = WebhookTarget::parse(&url, policy)
@@ -319,7 +343,7 @@ fn parse_id<T: std::str::FromStr<Err = relay_workers::model::InvalidValue>>(
 
 /// An e-mail address, checked the way the mailer will read it.
 fn lettre_address(text: &str) -> anyhow::Result<String> {
-    relay_workers::stages::Mailer::new("smtp://localhost:25", text, "")
+    relay_workers::stages::Mailer::new("smtp://localhost:25", text, "", None)
         .map(|_| text.trim().to_owned())
         .map_err(|_| anyhow::anyhow!("--to {text:?} is not an e-mail address"))
 }

@@ -29,6 +29,9 @@ pub enum AuditAction {
     CaseRequestInfo,
     CaseAnswerInfo,
     CaseAcknowledge,
+    CaseRemind,
+    CaseOverdue,
+    CaseEscalate,
     ReportDraft,
     ReportSign,
     ReportAddendum,
@@ -46,7 +49,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::CaseCreate,
         AuditAction::CaseRead,
         AuditAction::CaseList,
@@ -58,6 +61,9 @@ impl AuditAction {
         AuditAction::CaseRequestInfo,
         AuditAction::CaseAnswerInfo,
         AuditAction::CaseAcknowledge,
+        AuditAction::CaseRemind,
+        AuditAction::CaseOverdue,
+        AuditAction::CaseEscalate,
         AuditAction::ReportDraft,
         AuditAction::ReportSign,
         AuditAction::ReportAddendum,
@@ -87,6 +93,9 @@ impl AuditAction {
             AuditAction::CaseRequestInfo => "case.request_info",
             AuditAction::CaseAnswerInfo => "case.answer_info",
             AuditAction::CaseAcknowledge => "case.acknowledge",
+            AuditAction::CaseRemind => "case.remind",
+            AuditAction::CaseOverdue => "case.overdue",
+            AuditAction::CaseEscalate => "case.escalate",
             AuditAction::ReportDraft => "report.draft",
             AuditAction::ReportSign => "report.sign",
             AuditAction::ReportAddendum => "report.addendum",
@@ -112,6 +121,9 @@ pub enum Actor {
     User(Principal),
     /// An operator at the `relay` command line, on the server itself.
     Operator,
+    /// Relay itself, acting on a schedule or for a job (a reminder, an
+    /// escalation, a delivery reading what it sends).
+    System,
 }
 
 impl Actor {
@@ -119,6 +131,7 @@ impl Actor {
         match self {
             Actor::User(principal) => principal.user_id().to_string(),
             Actor::Operator => "operator".to_owned(),
+            Actor::System => "relay".to_owned(),
         }
     }
 
@@ -126,6 +139,7 @@ impl Actor {
         match self {
             Actor::User(principal) => principal.role().as_str(),
             Actor::Operator => "operator",
+            Actor::System => "system",
         }
     }
 }
@@ -146,6 +160,15 @@ impl AuditContext {
             actor: Actor::Operator,
             remote_addr: "local".to_owned(),
             request_id: None,
+        }
+    }
+
+    /// Relay acting on its own: `job` names the job or task.
+    pub fn system(job: impl Into<String>) -> Self {
+        Self {
+            actor: Actor::System,
+            remote_addr: "local".to_owned(),
+            request_id: Some(job.into()),
         }
     }
 }

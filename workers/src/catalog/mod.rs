@@ -20,8 +20,8 @@ use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
     CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus, Derivative,
     DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office, OfficeId,
-    Principal, Report, ReportDraft, ReportText, Specialty, Timestamp, TokenId, User, UserId,
-    WorklistItem, WorklistQuery,
+    PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft, ReportText,
+    Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::token::{IssuedToken, SecretDigest};
@@ -41,11 +41,17 @@ pub trait Accounts: Send + Sync {
         office: OfficeId,
         webhook: Option<(String, String)>,
     ) -> Result<(), CatalogError>;
-    /// The office's webhook URL and signing secret, if configured.
-    async fn office_webhook(
+    /// Whether the office's webhook events carry the patient's name (off
+    /// unless the office asks: the event then holds patient data).
+    async fn set_webhook_patient_name(
         &self,
+        ctx: &AuditContext,
         office: OfficeId,
-    ) -> Result<Option<(String, String)>, CatalogError>;
+        include: bool,
+    ) -> Result<(), CatalogError>;
+    /// The office's webhook, if configured.
+    async fn office_webhook(&self, office: OfficeId)
+    -> Result<Option<OfficeWebhook>, CatalogError>;
     /// Where the office wants e-mail notices; `None` stops them.
     async fn set_notify_email(
         &self,
@@ -289,6 +295,45 @@ pub trait Consult: Send + Sync {
     ) -> Result<Vec<Notification>, CatalogError>;
 }
 
+/// What Relay tells offices and administrators on its own, on a schedule
+/// or for a delivery.
+#[async_trait]
+pub trait Notices: Send + Sync {
+    /// Notifies offices again of reports they have not acknowledged, tells
+    /// offices of cases past their due time and escalates those to
+    /// administrators, each once however many processes sweep.
+    async fn sweep_reminders(&self, policy: &ReminderPolicy)
+    -> Result<ReminderSweep, CatalogError>;
+    /// Open cases past their due time, per specialty (for metrics).
+    async fn overdue_counts(&self) -> Result<Vec<(Specialty, u64)>, CatalogError>;
+    /// The patient's name for an office that asked for it in its webhook
+    /// events; audited as a read by Relay under the delivery's id.
+    async fn patient_name_for_delivery(
+        &self,
+        case: CaseId,
+        office: OfficeId,
+        delivery_id: &str,
+    ) -> Result<PatientName, CatalogError>;
+}
+
+/// An office's webhook settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OfficeWebhook {
+    pub url: String,
+    /// The signing secret (Standard Webhooks `whsec_…`).
+    pub secret: String,
+    pub include_patient_name: bool,
+}
+
+impl std::fmt::Debug for OfficeWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfficeWebhook")
+            .field("url", &self.url)
+            .field("include_patient_name", &self.include_patient_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One status change of a case.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
@@ -381,7 +426,9 @@ pub trait Queue: Send + Sync {
 
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
-pub trait Catalog: Accounts + Cases + Images + Derivatives + Consult + AuditLog + Queue {
+pub trait Catalog:
+    Accounts + Cases + Images + Derivatives + Consult + Notices + AuditLog + Queue
+{
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 }

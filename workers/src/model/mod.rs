@@ -13,6 +13,7 @@ mod ids;
 mod image;
 mod patient;
 mod principal;
+mod reminder;
 mod report;
 mod sla;
 mod study;
@@ -29,6 +30,7 @@ pub use ids::{CaseId, ImageId, OfficeId, TokenId, UserId};
 pub use image::{Image, MediaType};
 pub use patient::{BirthDate, Mrn, Patient, PatientName, Sex};
 pub use principal::{CaseScope, Principal, Role, Specialty};
+pub use reminder::{Escalation, ReminderPolicy, ReminderSweep};
 pub use report::{
     Addendum, CaseMessage, DiagnosisCode, InPersonVisit, Notification, Report, ReportDraft,
     ReportText, seal,

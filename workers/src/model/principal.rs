@@ -18,6 +18,8 @@ pub enum Specialty {
 }
 
 impl Specialty {
+    pub const ALL: [Specialty; 2] = [Specialty::Dermatology, Specialty::Radiology];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Specialty::Dermatology => "dermatology",

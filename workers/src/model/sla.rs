@@ -47,7 +47,8 @@ impl SlaPolicy {
             .iter()
             .map(|d| match d.as_secs() {
                 s if s % HOUR == 0 => format!("{}h", s / HOUR),
-                s => format!("{}m", s / 60),
+                s if s % 60 == 0 => format!("{}m", s / 60),
+                s => format!("{s}s"),
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -66,11 +67,13 @@ impl SlaPolicy {
     }
 }
 
-/// `90m`, `4h`, `3d`: the units service levels are written in.
+/// `90m`, `4h`, `3d`: the units service levels are written in (and `s`,
+/// for drills and tests that watch a case go overdue).
 fn humantime_like(text: &str) -> Option<Duration> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
     let seconds = match unit {
+        "s" => 1,
         "m" => 60,
         "h" => HOUR,
         "d" => 24 * HOUR,
@@ -88,6 +91,8 @@ mod tests {
         let levels = SlaPolicy::parse_levels("48h, 8h, 90m").expect("valid");
         assert_eq!(levels.map(|d| d.as_secs()), [48 * HOUR, 8 * HOUR, 90 * 60]);
         assert_eq!(SlaPolicy::levels_text(&levels), "48h,8h,90m");
+        let drill = SlaPolicy::parse_levels("2s,90s,1m").expect("valid");
+        assert_eq!(SlaPolicy::levels_text(&drill), "2s,90s,1m");
         for bad in ["72h,24h", "72h,24h,4h,1h", "72,24,4", "0h,1h,1h", "x"] {
             assert!(SlaPolicy::parse_levels(bad).is_err(), "{bad}");
         }

@@ -20,4 +20,4 @@ mod runner;
 pub use backoff::{backoff, jitter};
 pub use job::{Handler, Job, JobError, Registry, Typed};
 pub use record::{ClaimedJob, JobFilter, JobRecord, JobState, KindStats};
-pub use runner::{Outcome, Runner, RunnerConfig, RunnerStats};
+pub use runner::{JobWaker, Outcome, Runner, RunnerConfig, RunnerStats};

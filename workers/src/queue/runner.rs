@@ -96,6 +96,21 @@ pub struct Runner {
     config: RunnerConfig,
     stats: Arc<RunnerStats>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
+    wake: JobWaker,
+}
+
+/// Wakes an idle runner at once instead of at its next poll: the process
+/// that queued a job (a signature's delivery, an upload's derive) knows
+/// there is work. Runners in other processes still find it by polling.
+#[derive(Debug, Clone, Default)]
+pub struct JobWaker(Arc<tokio::sync::Notify>);
+
+impl JobWaker {
+    /// There is new work. A wake while the runner is busy is kept, so the
+    /// runner looks again as soon as it is idle.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -115,7 +130,13 @@ impl Runner {
             config,
             stats: Arc::default(),
             in_flight: Arc::default(),
+            wake: JobWaker::default(),
         }
+    }
+
+    /// A handle that wakes this runner when it is idle.
+    pub fn waker(&self) -> JobWaker {
+        self.wake.clone()
     }
 
     pub fn stats(&self) -> Arc<RunnerStats> {
@@ -176,6 +197,7 @@ impl Runner {
                 Ok(_) => {
                     tokio::select! {
                         () = tokio::time::sleep(self.config.poll) => {}
+                        () = self.wake.0.notified() => {}
                         () = shutdown.cancelled() => break,
                     }
                 }

@@ -2,7 +2,8 @@
 //! to one of its cases (a report was signed, an addendum added, a question
 //! asked), by a signed webhook.
 //!
-//! The event carries ids and a link, never the patient's name. It is signed
+//! The event carries ids and a link; the patient's name only when the office
+//! has asked for it (its own system, matching events to charts). It is signed
 //! as Standard Webhooks specify, so the office can trust it and drop
 //! duplicates by `webhook-id`. The target is checked again at delivery time,
 //! and the address its name resolves to is pinned for the request, so a
@@ -16,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::StageDeps;
-use crate::model::{CaseId, OfficeId, Timestamp};
+use crate::model::{CaseId, OfficeId, PatientName, Timestamp};
 use crate::queue::{Job, JobError};
 use crate::webhook::{TargetHost, TargetPolicy, WebhookSecret, WebhookTarget, headers};
 
@@ -29,7 +30,8 @@ pub struct DeliverJob {
     pub delivery_id: String,
     pub case_id: CaseId,
     pub office_id: OfficeId,
-    /// `report_signed`, `addendum_signed` or `info_requested`.
+    /// `report_signed`, `addendum_signed`, `info_requested`,
+    /// `report_unacknowledged` (a reminder) or `case_overdue`.
     pub event: String,
     pub occurred_at: Timestamp,
 }
@@ -50,6 +52,16 @@ struct Event<'a> {
     occurred_at: Timestamp,
     /// Where the office reads the details, with its own token.
     report_url: String,
+    /// Only for an office that opted in (`relay admin office webhook
+    /// --include-patient-name`): its own system matches events to charts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient: Option<EventPatient>,
+}
+
+/// The patient, as an opted-in office receives it (redacted in `Debug`).
+#[derive(Debug, Serialize)]
+struct EventPatient {
+    name: PatientName,
 }
 
 /// Runs one delivery.
@@ -58,7 +70,7 @@ pub async fn deliver(
     policy: TargetPolicy,
     job: DeliverJob,
 ) -> Result<(), JobError> {
-    let Some((url, secret)) = deps
+    let Some(webhook) = deps
         .catalog
         .office_webhook(job.office_id)
         .await
@@ -67,11 +79,22 @@ pub async fn deliver(
         // No webhook configured: the in-app notification is the delivery.
         return Ok(());
     };
-    let target = WebhookTarget::parse(&url, policy)
+    let target = WebhookTarget::parse(&webhook.url, policy)
         .map_err(|e| JobError::Fatal(format!("the office's webhook URL is not allowed: {e}")))?;
-    let secret: WebhookSecret = secret
+    let secret: WebhookSecret = webhook
+        .secret
         .parse()
         .map_err(|e| JobError::Fatal(format!("the office's webhook secret is unusable: {e}")))?;
+    let patient = if webhook.include_patient_name {
+        let name = deps
+            .catalog
+            .patient_name_for_delivery(job.case_id, job.office_id, &job.delivery_id)
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        Some(EventPatient { name })
+    } else {
+        None
+    };
     let body = serde_json::to_vec(&Event {
         kind: &job.event,
         id: &job.delivery_id,
@@ -79,6 +102,7 @@ pub async fn deliver(
         office_id: job.office_id,
         occurred_at: job.occurred_at,
         report_url: format!("/api/v1/cases/{}/report", job.case_id),
+        patient,
     })
     .map_err(|e| JobError::Fatal(e.to_string()))?;
     let client = pinned_client(&target, policy).await?;

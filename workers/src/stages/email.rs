@@ -42,31 +42,116 @@ impl fmt::Debug for Mailer {
 /// The mail settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
-    #[error("the SMTP url must look like smtp://host:port (a local relay such as postfix)")]
-    Url,
+    #[error(
+        "the SMTP url must look like smtp://host:port (plain, a local relay), \
+         smtp://host:587?tls=required (STARTTLS) or smtps://host:465 (TLS), \
+         optionally with user:password@: {0}"
+    )]
+    Url(String),
     #[error("the sender address is not an e-mail address")]
     From,
+    #[error("cannot use the SMTP CA certificate: {0}")]
+    Ca(String),
+}
+
+/// How the connection to the relay is protected, as the URL asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    None,
+    StartTls { required: bool },
+    Wrapper,
+}
+
+fn tls_mode(url: &str) -> Result<TlsMode, MailerError> {
+    let bad = || MailerError::Url(crate::catalog::redact_url(url));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let tls = rest
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("tls="));
+    match (scheme, tls) {
+        ("smtp", None) => Ok(TlsMode::None),
+        ("smtp", Some("required")) => Ok(TlsMode::StartTls { required: true }),
+        ("smtp", Some("opportunistic")) => Ok(TlsMode::StartTls { required: false }),
+        ("smtps", None) => Ok(TlsMode::Wrapper),
+        _ => Err(bad()),
+    }
 }
 
 impl Mailer {
-    /// An SMTP relay without TLS, for a mail relay on the same host or
-    /// network (postfix, a smarthost); e.g. `smtp://127.0.0.1:25`.
-    pub fn new(smtp_url: &str, from: &str, public_url: &str) -> Result<Self, MailerError> {
-        let rest = smtp_url.strip_prefix("smtp://").ok_or(MailerError::Url)?;
-        let (host, port) = match rest.trim_end_matches('/').rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().map_err(|_| MailerError::Url)?),
-            None => (rest.trim_end_matches('/'), 25),
-        };
-        if host.is_empty() {
-            return Err(MailerError::Url);
+    /// A mail relay by URL: `smtp://host:port` for a relay on the same host
+    /// or network (postfix, a smarthost), `smtp://host:587?tls=required` for
+    /// STARTTLS, `smtps://host:465` for TLS from the first byte; credentials
+    /// as `user:password@`. `ca_pem` adds a trusted CA (a site's own) to the
+    /// system roots.
+    pub fn new(
+        smtp_url: &str,
+        from: &str,
+        public_url: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, MailerError> {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        let mode = tls_mode(smtp_url)?;
+        let url_error = |_| MailerError::Url(crate::catalog::redact_url(smtp_url));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url).map_err(url_error)?;
+        if let Some(pem) = ca_pem {
+            let host = smtp_url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.rsplit_once('@').map_or(Some(rest), |(_, h)| Some(h)))
+                .and_then(|rest| rest.split(['/', '?', ':']).next())
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| MailerError::Url(crate::catalog::redact_url(smtp_url)))?;
+            let ca = Certificate::from_pem(pem).map_err(|e| MailerError::Ca(e.to_string()))?;
+            let params = TlsParameters::builder(host.to_owned())
+                .add_root_certificate(ca)
+                .build_rustls()
+                .map_err(|e| MailerError::Ca(e.to_string()))?;
+            builder = builder.tls(match mode {
+                TlsMode::None => return Err(MailerError::Ca(
+                    "a CA certificate was given but the SMTP url asks for no TLS; use smtps:// or ?tls=required".to_owned(),
+                )),
+                TlsMode::StartTls { required: true } => Tls::Required(params),
+                TlsMode::StartTls { required: false } => Tls::Opportunistic(params),
+                TlsMode::Wrapper => Tls::Wrapper(params),
+            });
         }
         Ok(Self {
-            transport: AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                .port(port)
-                .build(),
+            transport: builder.build(),
             from: from.parse().map_err(|_| MailerError::From)?,
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// A link into Relay, for a notice.
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url)
+    }
+
+    /// Sends one plain-text message; a permanent refusal is fatal for the
+    /// job, anything else is retried.
+    pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), JobError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|_| JobError::Fatal(format!("{to:?} is not an e-mail address")))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| JobError::Fatal(format!("cannot build the message: {e}")))?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(JobError::Fatal(format!(
+                "the mail relay refused the message: {e}"
+            ))),
+            Err(e) => Err(JobError::Retryable(format!(
+                "the mail relay did not take the message: {e}"
+            ))),
+        }
     }
 }
 
@@ -75,6 +160,8 @@ fn subject(event: &str) -> &'static str {
         "report_signed" => "A consult report is ready",
         "addendum_signed" => "An addendum was added to a consult report",
         "info_requested" => "A specialist has a question about a referral",
+        "report_unacknowledged" => "Reminder: a consult report is waiting to be read",
+        "case_overdue" => "A referral is past its expected answer time",
         _ => "News about a referral",
     }
 }
@@ -95,77 +182,74 @@ pub async fn email(deps: &StageDeps, job: EmailJob) -> Result<(), JobError> {
             "the office wants e-mail but Relay has no SMTP relay configured (--smtp-url, --mail-from)".to_owned(),
         ));
     };
-    let to: Mailbox = to.parse().map_err(|_| {
-        JobError::Fatal("the office's notice address is not an e-mail address".to_owned())
-    })?;
-    let link = format!(
-        "{}/api/v1/cases/{}/report.html",
-        mailer.public_url, job.case_id
-    );
+    let link = mailer.link(&format!("/api/v1/cases/{}/report.html", job.case_id));
     let body = format!(
         "{}.\n\nCase: {}\nOpen it in Relay: {}\n\nThis message carries no patient information; sign in to read the case.\n",
         subject(&job.event),
         job.case_id,
         link
     );
-    let message = Message::builder()
-        .from(mailer.from.clone())
-        .to(to)
-        .subject(subject(&job.event))
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .map_err(|e| JobError::Fatal(format!("cannot build the message: {e}")))?;
-    match mailer.transport.send(message).await {
-        Ok(_) => {
-            tracing::info!(case.id = %job.case_id, delivery.id = %job.delivery_id, "e-mail notice sent");
-            Ok(())
-        }
-        Err(e) if e.is_permanent() => Err(JobError::Fatal(format!(
-            "the mail relay refused the notice: {e}"
-        ))),
-        Err(e) => Err(JobError::Retryable(format!(
-            "the mail relay did not take the notice: {e}"
-        ))),
-    }
+    mailer.send(&to, subject(&job.event), body).await?;
+    tracing::info!(case.id = %job.case_id, delivery.id = %job.delivery_id, "e-mail notice sent");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn mailer(url: &str, from: &str) -> Result<Mailer, MailerError> {
+        crate::tls::install_crypto_provider();
+        Mailer::new(url, from, "https://relay.example", None)
+    }
+
     #[test]
-    fn smtp_urls_name_a_host_and_port() {
-        assert!(
-            Mailer::new(
-                "smtp://127.0.0.1:2525",
-                "relay@clinic.example",
-                "https://relay.example"
-            )
-            .is_ok()
+    fn smtp_urls_choose_plain_starttls_or_tls() {
+        for good in [
+            "smtp://127.0.0.1:2525",
+            "smtp://mail.internal",
+            "smtp://relay:secret@mail.example:587?tls=required",
+            "smtp://mail.example:587?tls=opportunistic",
+            "smtps://relay:secret@mail.example:465",
+            "smtps://mail.example",
+        ] {
+            assert!(mailer(good, "relay@clinic.example").is_ok(), "{good}");
+        }
+        assert_eq!(tls_mode("smtp://h:25").ok(), Some(TlsMode::None));
+        assert_eq!(
+            tls_mode("smtp://h:587?tls=required").ok(),
+            Some(TlsMode::StartTls { required: true })
         );
-        assert!(
-            Mailer::new(
-                "smtp://mail.internal",
-                "relay@clinic.example",
-                "https://relay.example"
-            )
-            .is_ok()
-        );
+        assert_eq!(tls_mode("smtps://h").ok(), Some(TlsMode::Wrapper));
+        for bad in [
+            "http://x:25",
+            "smtp://h:port",
+            "smtp://h?tls=maybe",
+            "smtps://h?tls=required",
+        ] {
+            assert!(
+                matches!(mailer(bad, "a@b.c"), Err(MailerError::Url(_))),
+                "{bad}"
+            );
+        }
         assert!(matches!(
-            Mailer::new("http://x:25", "a@b.c", "u"),
-            Err(MailerError::Url)
-        ));
-        assert!(matches!(
-            Mailer::new("smtp://:25", "a@b.c", "u"),
-            Err(MailerError::Url)
-        ));
-        assert!(matches!(
-            Mailer::new("smtp://h:port", "a@b.c", "u"),
-            Err(MailerError::Url)
-        ));
-        assert!(matches!(
-            Mailer::new("smtp://h:25", "not an address", "u"),
+            mailer("smtp://h:25", "not an address"),
             Err(MailerError::From)
         ));
+    }
+
+    #[test]
+    fn url_errors_never_show_the_password() {
+        let Err(err) = mailer("smtp://relay:hunter2@h:port", "a@b.c") else {
+            panic!("a bad port is refused");
+        };
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_private_ca_needs_a_tls_url() {
+        crate::tls::install_crypto_provider();
+        let err = Mailer::new("smtp://h:25", "a@b.c", "u", Some(b"not pem")).expect_err("refused");
+        assert!(matches!(err, MailerError::Ca(_)), "{err}");
     }
 }

@@ -6,6 +6,8 @@
 pub mod deliver;
 pub mod derive;
 pub mod email;
+pub mod escalate;
+pub mod reminders;
 
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ use crate::webhook::TargetPolicy;
 pub use deliver::DeliverJob;
 pub use derive::{DeriveJob, RenderError, rendered_frame};
 pub use email::{EmailJob, Mailer, MailerError};
+pub use escalate::EscalateJob;
+pub use reminders::run_reminders;
 
 /// What the stages need.
 #[derive(Clone)]
@@ -27,6 +31,8 @@ pub struct StageDeps {
     pub webhooks: TargetPolicy,
     /// How e-mail notices leave, when configured.
     pub mail: Option<email::Mailer>,
+    /// Administrators' addresses for overdue escalations.
+    pub escalate_to: Vec<String>,
 }
 
 impl std::fmt::Debug for StageDeps {
@@ -42,6 +48,7 @@ pub fn registry(deps: &StageDeps) -> Registry {
     let derive_deps = deps.clone();
     let deliver_deps = deps.clone();
     let email_deps = deps.clone();
+    let escalate_deps = deps.clone();
     Registry::new()
         .register(Typed::new(move |job: DeriveJob| {
             let deps = derive_deps.clone();
@@ -54,5 +61,9 @@ pub fn registry(deps: &StageDeps) -> Registry {
         .register(Typed::new(move |job: EmailJob| {
             let deps = email_deps.clone();
             async move { email::email(&deps, job).await }
+        }))
+        .register(Typed::new(move |job: EscalateJob| {
+            let deps = escalate_deps.clone();
+            async move { escalate::escalate(&deps, job).await }
         }))
 }

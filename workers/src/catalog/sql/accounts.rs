@@ -6,7 +6,7 @@ use super::SqlCatalog;
 use super::audit::record;
 use super::rows;
 use crate::audit::{AuditAction, AuditContext};
-use crate::catalog::{Accounts, CatalogError, TokenCredentials, TokenInfo};
+use crate::catalog::{Accounts, CatalogError, OfficeWebhook, TokenCredentials, TokenInfo};
 use crate::model::{Name, NewUser, Office, OfficeId, Timestamp, TokenId, User, UserId};
 use crate::token::IssuedToken;
 
@@ -108,16 +108,36 @@ impl Accounts for SqlCatalog {
         Ok(to.flatten())
     }
 
+    async fn set_webhook_patient_name(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        include: bool,
+    ) -> Result<(), CatalogError> {
+        let query = sqlx::query("UPDATE offices SET webhook_patient_name = $1 WHERE id = $2")
+            .bind(i64::from(include))
+            .bind(office.to_string());
+        self.update_office(ctx, office, query).await
+    }
+
     async fn office_webhook(
         &self,
         office: OfficeId,
-    ) -> Result<Option<(String, String)>, CatalogError> {
-        let row: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT webhook_url, webhook_secret FROM offices WHERE id = $1")
-                .bind(office.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.and_then(|(url, secret)| url.zip(secret)))
+    ) -> Result<Option<OfficeWebhook>, CatalogError> {
+        let row: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT webhook_url, webhook_secret, webhook_patient_name FROM offices WHERE id = $1",
+        )
+        .bind(office.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(url, secret, include)| {
+            let (url, secret) = url.zip(secret)?;
+            Some(OfficeWebhook {
+                url,
+                secret,
+                include_patient_name: include != 0,
+            })
+        }))
     }
 
     async fn set_strip_location(

@@ -37,7 +37,7 @@ fn release_claim(case: &mut Case) {
     case.claim_until = None;
 }
 
-async fn notify(
+pub(super) async fn notify(
     tx: &mut AnyConnection,
     case: &Case,
     event: &str,
@@ -56,7 +56,7 @@ async fn notify(
 }
 
 /// Queues delivery of an event to the office's configured channels.
-async fn enqueue_delivery(
+pub(super) async fn enqueue_delivery(
     tx: &mut AnyConnection,
     case: &Case,
     event: &str,

@@ -30,6 +30,7 @@ mod consult;
 mod derivatives;
 mod images;
 mod queue;
+mod reminders;
 mod rows;
 
 use std::time::Duration;
