@@ -33,7 +33,9 @@ fn service(var: &str, what: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Some(value),
         _ if std::env::var("RELAY_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: {var} is not set but RELAY_REQUIRE_SERVICES=1; run the tests with .ci/test")
+            panic!(
+                "{test}: {var} is not set but RELAY_REQUIRE_SERVICES=1; run the tests with .ci/test"
+            )
         }
         _ => {
             eprintln!(
