@@ -32,7 +32,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A database URL; may carry a password, so `Debug` redacts it.
     pub database: String,
-    /// Where blobs live: `file://DIR` or a plain directory path.
+    /// Where blobs live: `file://DIR`, a plain directory path, or
+    /// `s3://bucket/prefix?endpoint=…&region=…`.
     pub blobs: String,
     pub request_timeout: Duration,
     pub max_connections: u32,

@@ -40,7 +40,7 @@ pub struct StoreArgs {
     /// Directory for the embedded defaults: relay.db and blobs/ [default: ./relay-data]
     #[arg(long, global = true, env = "RELAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Catalog database URL [default: sqlite://<data-dir>/relay.db]
+    /// Catalog database URL: sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://<data-dir>/relay.db]
     #[arg(
         long,
         global = true,
@@ -52,7 +52,7 @@ pub struct StoreArgs {
     /// File holding the database URL, to keep a password out of the environment.
     #[arg(long, global = true, env = "RELAY_DATABASE_FILE", value_name = "FILE")]
     pub database_file: Option<PathBuf>,
-    /// Blob store: a directory or file://DIR [default: <data-dir>/blobs]
+    /// Blob store: a directory, file://DIR or s3://BUCKET/PREFIX?endpoint=URL&region=R [default: <data-dir>/blobs]
     #[arg(long, global = true, env = "RELAY_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
     /// SMTP relay for e-mail notices, e.g. smtp://127.0.0.1:25 [default: none]
