@@ -2,19 +2,26 @@
 //! the right specialist finds it in the worklist, claims it (a second
 //! specialist cannot), asks for more; the office answers with another image;
 //! the specialist signs a report that can never change, and adds an
-//! addendum; the office is notified, reads and acknowledges; the history and
-//! the audit trail show every step.
+//! addendum; the office is notified — in the app, by a signed webhook to its
+//! own system (which fails the first delivery, so the retry is proven) and
+//! by e-mail through a local SMTP sink — reads and acknowledges; the history
+//! and the audit trail show every step.
 
 mod support;
 
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
+use relay_workers::webhook::{WebhookSecret, verify};
 use serde_json::{Value, json};
+use support::receivers::{Receiver, SmtpSink};
 use support::{Relay, Server};
 
 struct Loop {
     relay: Relay,
     server: Server,
+    office_id: String,
     office: String,
     dermatologist: String,
     second_dermatologist: String,
@@ -24,7 +31,7 @@ struct Loop {
 impl Loop {
     fn start(extra: &[&str]) -> Self {
         let relay = Relay::new();
-        let (_, _, office) = relay.office_with_user("Referring Practice");
+        let (office_id, _, office) = relay.office_with_user("Referring Practice");
         let dermatologist = relay.specialist_token("dermatology");
         let second_dermatologist = relay.specialist_token("dermatology");
         let radiologist = relay.specialist_token("radiology");
@@ -34,6 +41,7 @@ impl Loop {
         Self {
             relay,
             server,
+            office_id,
             office,
             dermatologist,
             second_dermatologist,
@@ -89,7 +97,39 @@ fn ids(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn the_whole_loop_from_referral_to_acknowledged_report() {
-    let l = Loop::start(&[]);
+    // The office's own system (first failing, then answering) and its mail relay.
+    let (receiver, hook) = Receiver::start(500).await;
+    let (sink, smtp) = SmtpSink::start().await;
+    let l = Loop::start(&[
+        "--webhook-allow-loopback",
+        "--smtp-url",
+        &smtp,
+        "--mail-from",
+        "relay@relay.example",
+    ]);
+    let secret: WebhookSecret = l
+        .relay
+        .ok(&[
+            "--webhook-allow-loopback",
+            "admin",
+            "office",
+            "webhook",
+            "--office",
+            &l.office_id,
+            "--url",
+            &hook,
+        ])
+        .parse()
+        .expect("the printed secret");
+    l.relay.ok(&[
+        "admin",
+        "office",
+        "email",
+        "--office",
+        &l.office_id,
+        "--to",
+        "frontdesk@clinic.example",
+    ]);
     let case = l.submitted_case().await;
 
     // The right specialty sees it, with what a reader triages by; the other does not.
@@ -155,6 +195,9 @@ async fn the_whole_loop_from_referral_to_acknowledged_report() {
         (200, Some("info_requested")),
         "{body}"
     );
+    // The office's system fails the first delivery; from now on it accepts.
+    receiver.wait_for(1).await;
+    receiver.answer.store(200, Ordering::SeqCst);
     l.server
         .upload(&l.office, &case, "photos/camera-plain.jpg", "image/jpeg")
         .await;
@@ -300,6 +343,53 @@ async fn the_whole_loop_from_referral_to_acknowledged_report() {
         (200, Some("acknowledged"))
     );
     assert!(done["acknowledged_at"].is_string());
+
+    // The office's system got every event, signed, the first only after a
+    // retry (it answered 500 once); its mail relay got the notices.
+    receiver.wait_for(4).await; // info_requested twice, report_signed, addendum_signed
+    tokio::time::sleep(Duration::from_millis(300)).await; // and nothing more
+    let received = receiver.received.lock().await.clone();
+    let mut kinds = Vec::new();
+    for (headers, body) in &received {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let timestamp: i64 = header("webhook-timestamp").parse().expect("timestamp");
+        verify(
+            &secret,
+            &header("webhook-id"),
+            timestamp,
+            body,
+            &header("webhook-signature"),
+            chrono::Utc::now().timestamp(),
+            300,
+        )
+        .expect("signed with the office's secret");
+        let event: Value = serde_json::from_slice(body).expect("json");
+        assert_eq!(event["case_id"], case.as_str());
+        kinds.push(event["type"].as_str().expect("type").to_owned());
+    }
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    assert_eq!(kinds[0], "info_requested");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "info_requested").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"report_signed".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"addendum_signed".to_owned()), "{kinds:?}");
+    sink.wait_for(3).await;
+    let mails = sink.all().await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("A consult report is ready") && m.contains(&case)),
+        "{mails:#?}"
+    );
 
     // Every status change is in the history; every step in the audit trail.
     let (_, history) = l
