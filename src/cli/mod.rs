@@ -5,6 +5,7 @@
 mod admin;
 mod jobs;
 mod output;
+mod reprocess;
 mod serve;
 mod worker;
 
@@ -108,6 +109,9 @@ pub enum Command {
     Jobs(jobs::JobsCommand),
     /// Manage offices, users, tokens and the audit trail.
     Admin(admin::AdminArgs),
+    /// Batch runs over every stored blob: verify (more kinds to come).
+    #[command(subcommand)]
+    Reprocess(reprocess::ReprocessCommand),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -187,6 +191,10 @@ impl Cli {
             Command::Jobs(command) => {
                 let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
                 jobs::run(&config, command).await
+            }
+            Command::Reprocess(command) => {
+                let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
+                reprocess::run(&config, command).await
             }
             Command::Admin(admin) => {
                 let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;

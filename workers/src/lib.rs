@@ -17,6 +17,7 @@ pub mod derive;
 pub mod ingest;
 pub mod model;
 pub mod queue;
+pub mod reprocess;
 pub mod stages;
 #[doc(hidden)]
 pub mod testing;

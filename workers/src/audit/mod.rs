@@ -46,10 +46,11 @@ pub enum AuditAction {
     TokenCreate,
     TokenRevoke,
     AuditRead,
+    BlobIntegrity,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 29] = [
         AuditAction::CaseCreate,
         AuditAction::CaseRead,
         AuditAction::CaseList,
@@ -78,6 +79,7 @@ impl AuditAction {
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::AuditRead,
+        AuditAction::BlobIntegrity,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -110,6 +112,7 @@ impl AuditAction {
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::AuditRead => "audit.read",
+            AuditAction::BlobIntegrity => "blob.integrity",
         }
     }
 }

@@ -20,10 +20,11 @@ use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
     CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus, Derivative,
     DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office, OfficeId,
-    PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft, ReportText,
+    PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft, ReportText, Sha256,
     Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
+use crate::reprocess::{BlobEntry, BlobFilter, Counts, Failure, RunKind, RunOptions, RunRecord};
 use crate::token::{IssuedToken, SecretDigest};
 
 use std::time::Duration;
@@ -316,6 +317,47 @@ pub trait Notices: Send + Sync {
     ) -> Result<PatientName, CatalogError>;
 }
 
+/// Operators' batch runs: their records, and the walk over stored blobs.
+#[async_trait]
+pub trait Reprocessing: Send + Sync {
+    /// Records a new run, from the start.
+    async fn start_run(
+        &self,
+        kind: RunKind,
+        options: &RunOptions,
+    ) -> Result<RunRecord, CatalogError>;
+    async fn get_run(&self, id: &str) -> Result<RunRecord, CatalogError>;
+    /// The latest runs, newest first.
+    async fn list_runs(&self, limit: u32) -> Result<Vec<RunRecord>, CatalogError>;
+    /// Up to `limit` blobs with keys after `after` (`""`: from the first),
+    /// in key order.
+    async fn blob_batch(
+        &self,
+        after: &str,
+        limit: u32,
+        filter: &BlobFilter,
+    ) -> Result<Vec<BlobEntry>, CatalogError>;
+    /// How many blobs a walk with `filter` visits (for progress).
+    async fn count_blobs(&self, filter: &BlobFilter) -> Result<u64, CatalogError>;
+    /// Saves a finished batch: the cursor moves to `cursor`, the counts grow
+    /// by `delta`, the failures are kept (up to a bound).
+    async fn checkpoint_run(
+        &self,
+        id: &str,
+        cursor: &str,
+        delta: &Counts,
+        failures: &[Failure],
+    ) -> Result<(), CatalogError>;
+    async fn finish_run(&self, id: &str) -> Result<RunRecord, CatalogError>;
+    /// A blob found missing or corrupt: a security event in the audit trail.
+    async fn record_blob_problem(
+        &self,
+        run_id: &str,
+        blob: &Sha256,
+        reason: &str,
+    ) -> Result<(), CatalogError>;
+}
+
 /// An office's webhook settings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OfficeWebhook {
@@ -427,7 +469,7 @@ pub trait Queue: Send + Sync {
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
 pub trait Catalog:
-    Accounts + Cases + Images + Derivatives + Consult + Notices + AuditLog + Queue
+    Accounts + Cases + Images + Derivatives + Consult + Notices + AuditLog + Queue + Reprocessing
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;

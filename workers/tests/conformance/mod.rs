@@ -14,3 +14,4 @@ mod images;
 mod leases;
 mod outage;
 mod queue;
+mod reprocess;

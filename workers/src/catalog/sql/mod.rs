@@ -31,6 +31,7 @@ mod derivatives;
 mod images;
 mod queue;
 mod reminders;
+mod reprocess;
 mod rows;
 
 use std::time::Duration;

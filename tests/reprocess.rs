@@ -1,0 +1,210 @@
+//! `relay reprocess verify` over a store of real images (every DICOM and
+//! photo fixture, with their renditions): it finds a flipped byte and a
+//! deleted blob, audits each as a security event, reports them by key with
+//! a failing exit code, and a run killed halfway resumes from its cursor and
+//! finishes without counting any blob twice.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Relay, dicom_fixtures, files_under};
+
+const PHOTOS: [(&str, &str); 4] = [
+    ("photos/camera-plain.jpg", "image/jpeg"),
+    ("photos/camera-portrait.jpg", "image/jpeg"),
+    ("photos/lesion.png", "image/png"),
+    ("photos/plain.png", "image/png"),
+];
+
+/// A Relay whose store holds every fixture and its renditions; returns it
+/// with the blob files on disk.
+async fn stocked() -> (Relay, Vec<PathBuf>) {
+    let relay = Relay::new();
+    let (_, _, office) = relay.office_with_user("Archive Clinic");
+    let server = relay.start();
+    let case = server.create_case(&office, "radiology").await;
+    let mut images = Vec::new();
+    for dicom in dicom_fixtures() {
+        let receipt = server
+            .upload(&office, &case, &dicom, "application/dicom")
+            .await;
+        images.push(receipt["id"].as_str().expect("id").to_owned());
+    }
+    for (photo, media_type) in PHOTOS {
+        let receipt = server.upload(&office, &case, photo, media_type).await;
+        images.push(receipt["id"].as_str().expect("id").to_owned());
+    }
+    for image in &images {
+        server.derived(&office, image).await;
+    }
+    server.stop();
+    let blobs = files_under(&relay.data_dir().join("blobs/sha256"));
+    assert!(blobs.len() > images.len(), "renditions are blobs too");
+    (relay, blobs)
+}
+
+fn report(relay: &Relay, out: &Output, path: &str) -> Value {
+    assert!(
+        !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(relay.dir().join(path)).expect("report")).expect("json")
+}
+
+fn key_of(path: &std::path::Path) -> String {
+    path.file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn verify_finds_a_flipped_byte_and_a_deleted_blob() {
+    let (relay, blobs) = stocked().await;
+    let clean = relay.run(&["reprocess", "verify", "--report", "clean.json"]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let r = report(&relay, &clean, "clean.json");
+    assert_eq!(r["state"], "finished");
+    assert_eq!(r["counts"]["scanned"], blobs.len());
+    assert_eq!(r["counts"]["ok"], blobs.len());
+
+    // Damage two blobs: one byte flipped, one file gone.
+    let (flipped, deleted) = (&blobs[1], &blobs[blobs.len() - 2]);
+    let mut bytes = std::fs::read(flipped).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(flipped, bytes).expect("write");
+    std::fs::remove_file(deleted).expect("remove");
+
+    let damaged = relay.run(&[
+        "reprocess",
+        "verify",
+        "--concurrency",
+        "3",
+        "--batch",
+        "5",
+        "--report",
+        "damaged.json",
+    ]);
+    assert!(!damaged.status.success(), "damage fails the run");
+    let r = report(&relay, &damaged, "damaged.json");
+    assert_eq!(r["counts"]["scanned"], blobs.len());
+    assert_eq!(r["counts"]["failed"], 2);
+    let failures: Vec<(String, String)> = r["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| {
+            (
+                f["sha256"].as_str().expect("key").to_owned(),
+                f["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect();
+    let reason = |key: &str| {
+        failures
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{key} not reported: {failures:?}"))
+    };
+    assert!(reason(&key_of(flipped)).starts_with("corrupt"));
+    assert!(reason(&key_of(deleted)).starts_with("missing"));
+    let stderr = String::from_utf8_lossy(&damaged.stderr);
+    assert!(stderr.contains("failed 2"), "{stderr}");
+
+    // Each damaged blob is a security event, by the run.
+    let events: Vec<Value> = relay
+        .ok(&["admin", "audit", "--action", "blob.integrity"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let mut audited: Vec<&str> = events
+        .iter()
+        .map(|e| e["object_id"].as_str().expect("object"))
+        .collect();
+    audited.sort_unstable();
+    let mut expected = vec![key_of(flipped), key_of(deleted)];
+    expected.sort();
+    assert_eq!(audited, expected);
+    assert!(events.iter().all(|e| e["actor"] == "relay"));
+
+    // A dry run reads nothing and reports what it would check.
+    let dry = relay.run(&["reprocess", "verify", "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("would check"));
+
+    // A filter narrows the walk: DICOM originals and their renditions only.
+    let dicom = relay.run(&[
+        "reprocess",
+        "verify",
+        "--dry-run",
+        "--media-type",
+        "application/dicom",
+        "--report",
+        "dicom.json",
+    ]);
+    let r = report(&relay, &dicom, "dicom.json");
+    let scanned = r["counts"]["scanned"].as_u64().expect("count");
+    assert!(scanned > 0 && scanned < blobs.len() as u64, "{scanned}");
+}
+
+#[tokio::test]
+async fn a_run_killed_halfway_resumes_from_its_cursor() {
+    let (relay, blobs) = stocked().await;
+    // Slow enough (10 blobs/s, batches of 3) to be killed in the middle.
+    let mut child = relay
+        .command()
+        .args(["reprocess", "verify", "--rate", "10/s", "--batch", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut run: Value = Value::Null;
+    for _ in 0..200 {
+        let listed = relay.ok(&["reprocess", "list", "--limit", "1"]);
+        if let Some(line) = listed.lines().next() {
+            run = serde_json::from_str(line).expect("json");
+            if run["counts"]["scanned"].as_u64().unwrap_or(0) >= 6 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let id = run["id"].as_str().expect("run id").to_owned();
+    let stopped: Value =
+        serde_json::from_str(&relay.ok(&["reprocess", "show", &id])).expect("json");
+    assert_eq!(stopped["state"], "running", "a killed run stays resumable");
+    let done_before = stopped["counts"]["scanned"].as_u64().expect("count");
+    assert!(
+        done_before >= 6 && done_before < blobs.len() as u64,
+        "{stopped}"
+    );
+
+    let resumed = relay.run(&["reprocess", "resume", &id, "--report", "resumed.json"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let r = report(&relay, &resumed, "resumed.json");
+    assert_eq!(r["id"], id.as_str());
+    assert_eq!(r["state"], "finished");
+    assert_eq!(
+        r["counts"]["scanned"],
+        blobs.len(),
+        "every blob counted exactly once across the kill"
+    );
+    assert_eq!(r["counts"]["ok"], blobs.len());
+}

@@ -1,0 +1,205 @@
+//! Operators' batch reprocessing: walk every stored blob in key order, in
+//! batches, doing one kind of work on each (today: `verify`), with bounded
+//! concurrency and an optional rate limit so it can run beside live traffic.
+//!
+//! Every run is recorded in the catalog with its options, counts and cursor
+//! (the last key of the last finished batch). A run stopped by Ctrl-C, a
+//! crash or a kill resumes from its cursor: the work of finished batches is
+//! never redone, and at most one batch is done twice.
+
+pub mod rate;
+pub mod verify;
+pub mod walk;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CaseId, Sha256, Timestamp};
+
+pub use rate::{Rate, RateLimiter};
+pub use walk::{ItemOutcome, Progress, walk};
+
+/// What a run does to each blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Re-hash every blob against its key and recorded size.
+    Verify,
+    Rederive,
+    Migrate,
+    Sweep,
+}
+
+impl RunKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunKind::Verify => "verify",
+            RunKind::Rederive => "rederive",
+            RunKind::Migrate => "migrate",
+            RunKind::Sweep => "sweep",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RunKind::Verify,
+            RunKind::Rederive,
+            RunKind::Migrate,
+            RunKind::Sweep,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// Which blobs a run visits, and how hard it works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunOptions {
+    /// Blobs worked on at once.
+    pub concurrency: usize,
+    /// Blobs fetched per batch; the cursor is saved after each batch.
+    pub batch: u32,
+    /// At most this much work per second (bytes or items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<BlobFilter>,
+    /// Report what would be done; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            batch: 256,
+            rate: None,
+            filter: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// Narrows a run to some blobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BlobFilter {
+    /// Stored at or after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// Stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// Originals and renditions of one case's images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<CaseId>,
+    /// Originals of this media type (`image/jpeg`, `application/dicom`…)
+    /// and their renditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+}
+
+/// A blob as the walk sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub sha256: Sha256,
+    pub size: u64,
+}
+
+/// What a run has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Counts {
+    pub scanned: u64,
+    pub ok: u64,
+    pub fixed: u64,
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.scanned += other.scanned;
+        self.ok += other.ok;
+        self.fixed += other.fixed;
+        self.failed += other.failed;
+        self.bytes += other.bytes;
+    }
+}
+
+/// One blob a run could not do its work on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Failure {
+    pub sha256: String,
+    pub reason: String,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Started and not finished: running now, or stopped and resumable.
+    Running,
+    Finished,
+}
+
+/// A recorded run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    pub id: String,
+    pub kind: RunKind,
+    pub options: RunOptions,
+    pub state: RunState,
+    pub started_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// The last key of the last finished batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    pub counts: Counts,
+    /// The first failures (at most [`MAX_RECORDED_FAILURES`]).
+    pub failures: Vec<Failure>,
+}
+
+/// Failures kept on the run record; the count goes on beyond them.
+pub const MAX_RECORDED_FAILURES: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_read_back_from_their_names() {
+        for kind in [
+            RunKind::Verify,
+            RunKind::Rederive,
+            RunKind::Migrate,
+            RunKind::Sweep,
+        ] {
+            assert_eq!(RunKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(RunKind::parse("scrub"), None);
+    }
+
+    #[test]
+    fn counts_add_up() {
+        let mut total = Counts::default();
+        total.add(&Counts {
+            scanned: 2,
+            ok: 1,
+            fixed: 0,
+            failed: 1,
+            bytes: 10,
+        });
+        total.add(&Counts {
+            scanned: 1,
+            ok: 1,
+            fixed: 0,
+            failed: 0,
+            bytes: 5,
+        });
+        assert_eq!(
+            (total.scanned, total.ok, total.failed, total.bytes),
+            (3, 2, 1, 15)
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! The walk every run kind shares: blobs in key order (keyset pagination,
+//! never OFFSET, so a batch costs the same at the end of ten million rows as
+//! at the start), a bounded number at once, paced by the rate limit, with
+//! the cursor and counts saved after every batch.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{BlobEntry, Counts, Failure, RateLimiter, RunRecord, RunState};
+use crate::catalog::{Catalog, CatalogError};
+
+/// What the work on one blob came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Nothing to do, or done.
+    Ok,
+    /// Something was wrong and was put right.
+    Fixed,
+    /// Something is wrong; the reason names it for the operator.
+    Failed(String),
+}
+
+/// Where a walk stands, for a progress bar or log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub counts: Counts,
+}
+
+/// Walks the blobs of `run` from its cursor, calling `work` on each, until
+/// none are left (the run is then finished) or `stop` is cancelled (the
+/// run stays resumable). Returns the run as recorded.
+pub async fn walk<W, F>(
+    catalog: Arc<dyn Catalog>,
+    run: RunRecord,
+    work: W,
+    on_progress: impl Fn(Progress),
+    stop: CancellationToken,
+) -> Result<RunRecord, CatalogError>
+where
+    W: Fn(BlobEntry) -> F,
+    F: Future<Output = ItemOutcome>,
+{
+    let limiter = run.options.rate.map(RateLimiter::new);
+    let filter = run.options.filter.clone().unwrap_or_default();
+    let concurrency = run.options.concurrency.max(1);
+    let mut cursor = run.cursor.clone().unwrap_or_default();
+    let mut counts = run.counts;
+    on_progress(Progress { counts });
+    while !stop.is_cancelled() {
+        let batch = catalog
+            .blob_batch(&cursor, run.options.batch.max(1), &filter)
+            .await?;
+        let Some(last) = batch.last().map(|b| b.sha256.to_hex()) else {
+            return catalog.finish_run(&run.id).await;
+        };
+        let limiter = limiter.as_ref();
+        let work = &work;
+        let outcomes: Vec<(BlobEntry, ItemOutcome)> = futures_util::stream::iter(batch)
+            .map(|entry| async move {
+                if let Some(limiter) = limiter {
+                    limiter.acquire(entry.size).await;
+                }
+                (entry, work(entry).await)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut delta = Counts::default();
+        let mut failures = Vec::new();
+        for (entry, outcome) in outcomes {
+            delta.scanned += 1;
+            delta.bytes += entry.size;
+            match outcome {
+                ItemOutcome::Ok => delta.ok += 1,
+                ItemOutcome::Fixed => delta.fixed += 1,
+                ItemOutcome::Failed(reason) => {
+                    delta.failed += 1;
+                    failures.push(Failure {
+                        sha256: entry.sha256.to_hex(),
+                        reason,
+                    });
+                }
+            }
+        }
+        failures.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        catalog
+            .checkpoint_run(&run.id, &last, &delta, &failures)
+            .await?;
+        counts.add(&delta);
+        cursor = last;
+        on_progress(Progress { counts });
+    }
+    let stopped = catalog.get_run(&run.id).await?;
+    debug_assert_eq!(stopped.state, RunState::Running);
+    Ok(stopped)
+}
