@@ -46,12 +46,13 @@ pub enum RenderError {
 }
 
 impl From<RenderError> for JobError {
+    /// A store that is down, full or unreachable (an S3 endpoint that does
+    /// not answer) may be back by the next attempt; an original that fails
+    /// its digest or a file that cannot be rendered will not be.
     fn from(error: RenderError) -> Self {
         match &error {
             RenderError::Catalog(e) if e.is_transient() => JobError::Retryable(error.to_string()),
-            RenderError::Blob(
-                BlobError::Io(_) | BlobError::NotWritable { .. } | BlobError::Full(_),
-            ) => JobError::Retryable(error.to_string()),
+            RenderError::Blob(e) if e.is_transient() => JobError::Retryable(error.to_string()),
             RenderError::Worker(_) => JobError::Retryable(error.to_string()),
             _ => JobError::Fatal(error.to_string()),
         }
@@ -205,4 +206,20 @@ async fn store(
         height: rendition.height,
         created_at: Timestamp::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_store_is_retried_and_a_bad_blob_is_not() {
+        let retried =
+            |e: BlobError| matches!(JobError::from(RenderError::Blob(e)), JobError::Retryable(_));
+        assert!(retried(BlobError::Unavailable(
+            "the endpoint does not answer".into()
+        )));
+        assert!(retried(BlobError::Io(std::io::Error::other("reset"))));
+        assert!(!retried(BlobError::Missing(Sha256::of(b"gone"))));
+    }
 }
