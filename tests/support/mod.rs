@@ -1,10 +1,15 @@
 //! The end-to-end harness: the real `relay` binary, a fresh data directory
 //! per test, the server on port 0 over a real socket, and its log captured
-//! so tests can assert what it does (and does not) write.
+//! so tests can assert what it does (and does not) write. An installation
+//! may instead share a catalog and a blob store with others
+//! ([`Relay::with_backends`]), as the machines of a many-process deployment do.
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod proxy;
 pub mod receivers;
+pub mod stores;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,6 +22,9 @@ use serde_json::{Value, json};
 /// A Relay installation in a temporary directory.
 pub struct Relay {
     dir: tempfile::TempDir,
+    /// The catalog and blob store URLs every `relay` run here is given,
+    /// when they are shared instead of the embedded default in `dir`.
+    backends: Option<(String, String)>,
 }
 
 impl Default for Relay {
@@ -29,6 +37,18 @@ impl Relay {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            backends: None,
+        }
+    }
+
+    /// One machine of a many-process deployment: a data directory of its
+    /// own (the upload spool), while every `relay` run here (server, worker
+    /// and admin tool alike) uses the shared catalog `database` and blob
+    /// store `blobs`. Make one per process that should not share local disk.
+    pub fn with_backends(database: &str, blobs: &str) -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            backends: Some((database.to_owned(), blobs.to_owned())),
         }
     }
 
@@ -45,7 +65,9 @@ impl Relay {
     }
 
     /// `relay` run in this installation's directory, with no `RELAY_*`
-    /// variables inherited from the environment running the tests.
+    /// variables inherited from the environment running the tests, and the
+    /// shared stores, if any, as global flags. `AWS_*` variables are kept:
+    /// they are how an S3 blob store finds its credentials.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay"));
         cmd.current_dir(self.dir.path());
@@ -53,6 +75,9 @@ impl Relay {
             if key.starts_with("RELAY_") || key == "RUST_LOG" {
                 cmd.env_remove(key);
             }
+        }
+        if let Some((database, blobs)) = &self.backends {
+            cmd.args(["--database", database, "--blobs", blobs]);
         }
         cmd
     }
@@ -143,6 +168,26 @@ impl Relay {
     /// Starts `relay ARGS…` with extra environment, waiting for its
     /// "listening on" line.
     pub fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let (process, addr) = self.spawn(args, env, "listening on http://");
+        relay_workers::tls::install_crypto_provider();
+        Server {
+            process,
+            base: format!("http://{}", addr.trim()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts `relay worker ARGS…` and waits until it takes jobs.
+    pub fn start_worker(&self, args: &[&str]) -> Worker {
+        let mut all = vec!["worker"];
+        all.extend_from_slice(args);
+        let (process, _) = self.spawn(&all, &[], "worker started");
+        Worker { process }
+    }
+
+    /// Spawns `relay ARGS…` with its log captured, and waits for a line
+    /// containing `ready`; returns the process and the rest of that line.
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)], ready: &str) -> (Process, String) {
         let mut cmd = self.command();
         cmd.args(args)
             .envs(env.iter().copied())
@@ -150,42 +195,34 @@ impl Relay {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("relay serve starts");
+        let mut child = cmd.spawn().expect("relay starts");
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let sink = log.clone();
+        let ready = ready.to_owned();
         let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1)
+                if let Some(rest) = line.split(ready.as_str()).nth(1)
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(rest.trim().to_owned());
+                    let _ = tx.send(rest.to_owned());
                 }
                 let mut log = sink.lock().expect("log lock");
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "relay did not start; log:\n{}",
-                    log.lock().expect("log lock")
-                );
-            }
-        };
-        relay_workers::tls::install_crypto_provider();
-        Server {
+        let process = Process {
             child,
-            base: format!("http://{addr}"),
             log,
             reader: Some(reader),
-            http: reqwest::Client::new(),
+        };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(rest) => (process, rest),
+            Err(_) => panic!("relay {args:?} did not start; log:\n{}", process.log()),
         }
     }
 
@@ -200,12 +237,82 @@ impl Relay {
     }
 }
 
-/// A running `relay serve`.
-pub struct Server {
+/// A `relay` process a test started, its stderr captured line by line.
+/// Dropping it kills the process.
+struct Process {
     child: Child,
-    pub base: String,
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// SIGKILL, as a power cut or the OOM killer would: no shutdown code runs.
+    fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, as an orchestrator would; requires a clean exit within 10 s.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "relay exited with {status}; log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("relay did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `relay worker`.
+pub struct Worker {
+    process: Process,
+}
+
+impl Worker {
+    /// Everything the worker logged so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Kills the worker with SIGKILL: its jobs stay leased until the lease
+    /// runs out.
+    pub fn kill_hard(mut self) {
+        self.process.kill_hard();
+    }
+
+    /// Stops the worker with SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        self.process.stop();
+    }
+}
+
+/// A running `relay serve`.
+pub struct Server {
+    process: Process,
+    pub base: String,
     pub http: reqwest::Client,
 }
 
@@ -216,7 +323,7 @@ impl Server {
 
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().expect("log lock").clone()
+        self.process.log()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -316,7 +423,7 @@ impl Server {
 
     /// Stops the server, then hands its complete log to `check`.
     pub fn stop_and_then(self, check: impl FnOnce(&str)) {
-        let log = self.log.clone();
+        let log = self.process.log.clone();
         self.stop();
         check(&log.lock().expect("log lock"));
     }
@@ -324,37 +431,12 @@ impl Server {
     /// Kills the server with SIGKILL, as a power cut or the OOM killer
     /// would: no shutdown code runs.
     pub fn kill_hard(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
+        self.process.kill_hard();
     }
 
     /// Stops the server as an orchestrator would (SIGTERM) and waits.
     pub fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        for _ in 0..200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "relay exited with {status}; log:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("relay did not stop within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop();
     }
 }
 
