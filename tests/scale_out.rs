@@ -573,7 +573,8 @@ async fn postgres_stopped_and_restarted_during_traffic() {
 /// the blob store only; a derive job that meets the outage is queued again
 /// (a transient failure), not dead. Once back: `/readyz` is green, the same
 /// upload succeeds and reads back hash-verified, and the delayed derive job
-/// completes on its second attempt.
+/// completes on its second attempt. Before that, an endpoint that hangs
+/// (accepts, never answers) turns `/readyz` red within its check timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_endpoint_down_fails_uploads_cleanly_and_recovers() {
     let test = "an_s3_endpoint_down_fails_uploads_cleanly_and_recovers";
@@ -591,6 +592,25 @@ async fn an_s3_endpoint_down_fails_uploads_cleanly_and_recovers() {
         .upload(&office, &case, "photos/camera-plain.jpg", "image/jpeg")
         .await;
     let first_id = first["id"].as_str().expect("image id");
+
+    proxy.set(Mode::Stall);
+    let asked = Instant::now();
+    let (status, ready) = server.get("/readyz", "").await;
+    eprintln!(
+        "/readyz answered {status} after {:?} with S3 hung",
+        asked.elapsed()
+    );
+    assert_eq!(
+        (status, ready["database"].as_str()),
+        (503, Some("ok")),
+        "{ready}"
+    );
+    assert!(
+        ready["blobs"]
+            .as_str()
+            .is_some_and(|b| b.contains("no answer")),
+        "{ready}"
+    );
 
     proxy.set(Mode::Down);
     let photo = fixture("photos/lesion.png");
@@ -617,13 +637,23 @@ async fn an_s3_endpoint_down_fails_uploads_cleanly_and_recovers() {
         Vec::<PathBuf>::new(),
         "no spool file left"
     );
+    let asked = Instant::now();
     let (status, ready) = server.get("/readyz", "").await;
+    eprintln!(
+        "/readyz answered {status} after {:?} with S3 down",
+        asked.elapsed()
+    );
     assert_eq!(
         (status, ready["database"].as_str()),
         (503, Some("ok")),
         "{ready}"
     );
-    assert_ne!(ready["blobs"], "ok", "{ready}");
+    assert!(
+        ready["blobs"]
+            .as_str()
+            .is_some_and(|b| b.contains("does not answer")),
+        "says why: {ready}"
+    );
 
     // A derive job meeting the outage is retried later, not given up.
     let worker = worker_relay.start_worker(&["--workers", "1", "--job-lease", "2s"]);
