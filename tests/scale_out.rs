@@ -276,9 +276,10 @@ async fn two_servers_and_a_worker_are_one_service() {
 /// Promise: a worker killed with SIGKILL mid-job has its job finished by
 /// another worker once the lease runs out, and only then. How: the first
 /// worker reaches S3 through a proxy that is stalled once it has started,
-/// so after it claims the derive job its read of the original hangs: the
-/// job is mid-run, holding its lease by heartbeat, for as long as the test
-/// needs (a job that is merely slow would race the kill). A second worker
+/// so after it claims the derive job its read of the original waits for an
+/// answer: the job is mid-run, holding its lease by heartbeat, for the
+/// store's answer timeout (10 s an attempt), longer than the test needs (a
+/// job that is merely slow would race the kill). A second worker
 /// on the direct endpoint waits two leases without taking the job from the
 /// live first one; then the first is killed with SIGKILL, and the second
 /// finishes the job: `done` on its second attempt, by another worker,

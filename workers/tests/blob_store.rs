@@ -415,6 +415,42 @@ mod s3_only {
         assert_unavailable(&store, dir.path(), "does not answer").await;
     }
 
+    /// An endpoint that accepts connections and never answers (a hung
+    /// server, a network split on a live connection) must not hang a read,
+    /// a probe or an upload: each gives up as unavailable in bounded time.
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_is_given_up_in_bounded_time() {
+        if testing::s3("s3_silent").is_none() {
+            return;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // Accepts, reads nothing, answers nothing, keeps every socket open.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("s3://relay-test?endpoint=http://127.0.0.1:{port}&region=us-east-1");
+        let store = S3BlobStore::open(&url, dir.path()).await.expect("opens");
+        let key = Sha256::of(b"never");
+        let started = std::time::Instant::now();
+        let (head, open, put) = tokio::join!(
+            store.head(&key),
+            store.open(&key, 0),
+            store.put(key, spool_in(dir.path(), b"never")),
+        );
+        assert!(matches!(head, Err(BlobError::Unavailable(_))), "{head:?}");
+        assert!(matches!(open, Err(BlobError::Unavailable(_))), "{open:?}");
+        assert!(matches!(put, Err(BlobError::Unavailable(_))), "{put:?}");
+        let waited = started.elapsed();
+        assert!(waited < std::time::Duration::from_secs(60), "{waited:?}");
+    }
+
     #[tokio::test]
     async fn refused_credentials_are_unavailable() {
         let Some(url) = s3_url("s3_bad_credentials", "") else {

@@ -47,6 +47,32 @@ use crate::model::Sha256;
 /// endpoint unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request without a large body (HEAD, the start of a GET, the
+/// probe) may wait for its answer. An endpoint that accepts connections and
+/// never answers must not hang an upload, a read or a worker's job (whose
+/// heartbeat would otherwise keep it from every other worker).
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The slowest upload speed a PUT is allowed before it is given up: its
+/// time limit is [`ANSWER_TIMEOUT`] plus its size at this speed.
+const SLOWEST_UPLOAD_BYTES_PER_SECOND: u64 = 256 * 1024;
+
+/// A per-request override giving the whole attempt `limit` (the body of a
+/// GET streams after it, unbounded).
+pub(crate) fn answer_within(limit: Duration) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(limit)
+            .build(),
+    )
+}
+
+/// The time limit of a PUT of `size` bytes.
+pub(crate) fn upload_limit(size: u64) -> Duration {
+    ANSWER_TIMEOUT + Duration::from_secs(size / SLOWEST_UPLOAD_BYTES_PER_SECOND)
+}
+
 /// A blob store in an S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {
@@ -172,6 +198,8 @@ impl S3BlobStore {
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(key.as_bytes()))
             .if_none_match("*")
             .body(body)
+            .customize()
+            .config_override(answer_within(upload_limit(size)))
             .send()
             .await;
         match sent.map_err(Failure::of) {
@@ -191,6 +219,8 @@ impl S3BlobStore {
             .bucket(&self.location.bucket)
             .key(&object)
             .body(ByteStream::from_static(b"probe"))
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
             .send()
             .await
             .map_err(|e| self.fail("probe write", None, Failure::of(e)))?;
@@ -198,6 +228,8 @@ impl S3BlobStore {
             .delete_object()
             .bucket(&self.location.bucket)
             .key(&object)
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
             .send()
             .await
             .map_err(|e| self.fail("probe delete", None, Failure::of(e)))?;
@@ -247,7 +279,13 @@ impl BlobStore for S3BlobStore {
         if offset > 0 {
             request = request.range(format!("bytes={offset}-"));
         }
-        let output = match request.send().await.map_err(Failure::of) {
+        let output = match request
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
+            .send()
+            .await
+            .map_err(Failure::of)
+        {
             Ok(output) => output,
             Err(Failure::InvalidRange) => {
                 // Reading from the very end: nothing left, as a file gives.
@@ -279,6 +317,8 @@ impl BlobStore for S3BlobStore {
             .head_object()
             .bucket(&self.location.bucket)
             .key(self.object_key(key))
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
             .send()
             .await;
         match answer.map_err(Failure::of) {
@@ -303,6 +343,8 @@ impl BlobStore for S3BlobStore {
             .client
             .head_bucket()
             .bucket(&self.location.bucket)
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
             .send()
             .await;
         match bucket.map_err(Failure::of) {

@@ -21,6 +21,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::failure::Failure;
 use super::location::S3Location;
+use super::{ANSWER_TIMEOUT, answer_within, upload_limit};
 use crate::blob::{BlobError, IntegrityError, Persisted};
 use crate::model::{Sha256, Sha256Hasher};
 
@@ -55,6 +56,8 @@ pub async fn upload(
         .bucket(&location.bucket)
         .key(object)
         .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .customize()
+        .config_override(answer_within(ANSWER_TIMEOUT))
         .send()
         .await
         .map_err(|e| fail(Failure::of(e)))?;
@@ -122,6 +125,7 @@ async fn send_and_complete(
     path: &Path,
     parts: Vec<Part>,
 ) -> Result<Persisted, Failure> {
+    let size: u64 = parts.iter().map(|p| p.length).sum();
     let completed: Vec<CompletedPart> = futures_util::stream::iter(parts)
         .map(|part| send_part(client, location, object, upload_id, path, part))
         .buffered(CONCURRENT_PARTS)
@@ -138,6 +142,9 @@ async fn send_and_complete(
                 .build(),
         )
         .if_none_match("*")
+        // The server may assemble a large object before it answers.
+        .customize()
+        .config_override(answer_within(upload_limit(size)))
         .send()
         .await;
     match done.map_err(Failure::of) {
@@ -171,6 +178,8 @@ async fn send_part(
         .content_length(i64::try_from(part.length).unwrap_or(i64::MAX))
         .checksum_sha256(&part.checksum)
         .body(body)
+        .customize()
+        .config_override(answer_within(upload_limit(part.length)))
         .send()
         .await
         .map_err(Failure::of)?;
@@ -189,6 +198,8 @@ async fn abort(client: &Client, bucket: &str, object: &str, upload_id: &str) {
         .bucket(bucket)
         .key(object)
         .upload_id(upload_id)
+        .customize()
+        .config_override(answer_within(ANSWER_TIMEOUT))
         .send()
         .await;
     if let Err(error) = aborted {
