@@ -105,7 +105,7 @@ async fn verify_finds_a_flipped_byte_and_a_deleted_blob() {
         .iter()
         .map(|f| {
             (
-                f["sha256"].as_str().expect("key").to_owned(),
+                f["key"].as_str().expect("key").to_owned(),
                 f["reason"].as_str().expect("reason").to_owned(),
             )
         })
@@ -207,4 +207,94 @@ async fn a_run_killed_halfway_resumes_from_its_cursor() {
         "every blob counted exactly once across the kill"
     );
     assert_eq!(r["counts"]["ok"], blobs.len());
+}
+
+/// After a derive-version bump (here: the photos' renditions marked as made
+/// by version 0) and a lost rendition (a DICOM image's thumbnail row gone),
+/// `rederive` queues exactly those images — no others — and once a worker
+/// has run, nothing is stale any more.
+#[tokio::test]
+async fn rederive_rebuilds_exactly_the_stale_images() {
+    let (relay, _) = stocked().await;
+    let mut db = relay.database().await;
+    let photos =
+        sqlx::query("UPDATE images SET derive_version = 0 WHERE media_type <> 'application/dicom'")
+            .execute(&mut db)
+            .await
+            .expect("bump")
+            .rows_affected();
+    assert_eq!(photos, PHOTOS.len() as u64);
+    let lost: String = sqlx::query_scalar(
+        "SELECT image_id FROM derivatives d JOIN images i ON i.id = d.image_id \
+         WHERE i.media_type = 'application/dicom' AND d.kind = 'thumbnail' LIMIT 1",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("a DICOM thumbnail");
+    sqlx::query("DELETE FROM derivatives WHERE image_id = ? AND kind = 'thumbnail'")
+        .bind(&lost)
+        .execute(&mut db)
+        .await
+        .expect("lose a rendition");
+    let stale = PHOTOS.len() + 1;
+    let jobs_before = support::count(&mut db, "jobs").await;
+
+    let dry = relay.run(&["reprocess", "rederive", "--dry-run", "--report", "dry.json"]);
+    assert!(dry.status.success());
+    assert_eq!(report(&relay, &dry, "dry.json")["counts"]["scanned"], stale);
+    assert_eq!(
+        support::count(&mut db, "jobs").await,
+        jobs_before,
+        "a dry run queues nothing"
+    );
+
+    let run = relay.run(&["reprocess", "rederive", "--report", "run.json"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let r = report(&relay, &run, "run.json");
+    assert_eq!(
+        (
+            r["counts"]["scanned"].as_u64(),
+            r["counts"]["fixed"].as_u64()
+        ),
+        (Some(stale as u64), Some(stale as u64))
+    );
+    let queued: Vec<String> = sqlx::query_scalar(
+        "SELECT json_extract(payload, '$.image_id') FROM jobs WHERE kind = 'derive' AND state = 'queued'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("jobs");
+    assert_eq!(queued.len(), stale);
+    assert!(queued.contains(&lost));
+
+    // A worker rebuilds them; then nothing is stale.
+    let server = relay.start();
+    for _ in 0..300 {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM images WHERE derive_state = 'pending' OR derive_version < 1",
+        )
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop();
+    let again = relay.run(&["reprocess", "rederive", "--report", "again.json"]);
+    assert!(again.status.success());
+    assert_eq!(report(&relay, &again, "again.json")["counts"]["scanned"], 0);
+    let thumbs: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM derivatives WHERE image_id = ? AND kind = 'thumbnail'",
+    )
+    .bind(&lost)
+    .fetch_one(&mut db)
+    .await
+    .expect("count");
+    assert_eq!(thumbs, 1, "the lost thumbnail is back");
 }

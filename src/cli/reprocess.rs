@@ -13,7 +13,9 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use relay_workers::blob::BlobStore;
 use relay_workers::catalog::{Catalog, Reprocessing};
+use relay_workers::derive::DERIVE_VERSION;
 use relay_workers::model::{CaseId, Timestamp};
+use relay_workers::reprocess::rederive::rederive_one;
 use relay_workers::reprocess::verify::verify_one;
 use relay_workers::reprocess::{
     BlobFilter, Progress, Rate, RunKind, RunOptions, RunRecord, RunState, walk,
@@ -28,6 +30,15 @@ use crate::config::Config;
 pub enum ReprocessCommand {
     /// Re-hash every blob (originals and renditions) against its key and size.
     Verify(RunArgs),
+    /// Derive again the images whose renditions are missing or older than this
+    /// build's derive version (`--all`: every image); the jobs run on the queue.
+    Rederive {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Every image, not only stale ones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Continue a run that was stopped (Ctrl-C, a crash, a kill) where it stopped.
     Resume {
         run_id: String,
@@ -77,7 +88,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(&self) -> anyhow::Result<RunOptions> {
+    fn options(&self, all: bool) -> anyhow::Result<RunOptions> {
         if self.concurrency == 0 {
             bail!("--concurrency must be at least 1");
         }
@@ -99,6 +110,7 @@ impl RunArgs {
             rate: self.rate,
             filter: (filter != BlobFilter::default()).then_some(filter),
             dry_run: self.dry_run,
+            all,
         })
     }
 }
@@ -118,14 +130,10 @@ pub async fn run(config: &Config, command: ReprocessCommand) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         ReprocessCommand::Verify(args) => {
-            let options = args.options()?;
-            let blobs = open_blobs(config).await?;
-            let record = catalog.start_run(RunKind::Verify, &options).await?;
-            eprintln!(
-                "run {} started; if it stops, continue with: relay reprocess resume {}",
-                record.id, record.id
-            );
-            drive(catalog, blobs, record, args.report.as_deref()).await
+            start(config, catalog, RunKind::Verify, &args, false).await
+        }
+        ReprocessCommand::Rederive { run, all } => {
+            start(config, catalog, RunKind::Rederive, &run, all).await
         }
         ReprocessCommand::Resume { run_id, report } => {
             let record = catalog.get_run(&run_id).await.with_context(|| {
@@ -145,6 +153,24 @@ pub async fn run(config: &Config, command: ReprocessCommand) -> anyhow::Result<E
     }
 }
 
+/// Records a new run and drives it.
+async fn start(
+    config: &Config,
+    catalog: Arc<relay_workers::catalog::SqlCatalog>,
+    kind: RunKind,
+    args: &RunArgs,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    let options = args.options(all)?;
+    let blobs = open_blobs(config).await?;
+    let record = catalog.start_run(kind, &options).await?;
+    eprintln!(
+        "run {} started; if it stops, continue with: relay reprocess resume {}",
+        record.id, record.id
+    );
+    drive(catalog, blobs, record, args.report.as_deref()).await
+}
+
 /// Walks the run to its end (or to Ctrl-C), showing progress, then
 /// summarises.
 async fn drive(
@@ -153,14 +179,19 @@ async fn drive(
     record: RunRecord,
     report: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    if record.kind != RunKind::Verify {
-        bail!(
-            "relay reprocess {} is not available yet; only verify runs",
-            record.kind.as_str()
-        );
-    }
     let filter = record.options.filter.clone().unwrap_or_default();
-    let total = catalog.count_blobs(&filter).await?;
+    let stale_before = (!record.options.all).then_some(DERIVE_VERSION);
+    let total = match record.kind {
+        RunKind::Verify => catalog.count_blobs(&filter).await?,
+        RunKind::Rederive => {
+            // Images already redone drop out of the stale count.
+            catalog.count_images(&filter, stale_before).await? + record.counts.scanned
+        }
+        other => bail!(
+            "relay reprocess {} is not available yet; verify and rederive are",
+            other.as_str()
+        ),
+    };
     let display = Display::new(total, record.counts.scanned);
     let stop = CancellationToken::new();
     let ctrl_c = {
@@ -175,22 +206,53 @@ async fn drive(
     let run_id = record.id.clone();
     let dry_run = record.options.dry_run;
     let dyn_catalog: Arc<dyn Catalog> = catalog.clone();
-    let finished =
-        walk(
-            dyn_catalog.clone(),
-            record,
-            |entry| {
-                let catalog = dyn_catalog.clone();
-                let blobs = blobs.clone();
-                let run_id = run_id.clone();
-                async move {
-                    verify_one(catalog.as_ref(), blobs.as_ref(), &run_id, entry, dry_run).await
-                }
-            },
-            |progress| display.show(progress),
-            stop.clone(),
-        )
-        .await?;
+    let show = |progress| display.show(progress);
+    let finished = match record.kind {
+        RunKind::Rederive => {
+            walk(
+                dyn_catalog.clone(),
+                record,
+                |after, limit| {
+                    let catalog = dyn_catalog.clone();
+                    let filter = filter.clone();
+                    async move {
+                        catalog
+                            .image_batch(&after, limit, &filter, stale_before)
+                            .await
+                    }
+                },
+                |entry| {
+                    let catalog = dyn_catalog.clone();
+                    async move { rederive_one(catalog.as_ref(), entry, dry_run).await }
+                },
+                show,
+                stop.clone(),
+            )
+            .await?
+        }
+        _ => {
+            walk(
+                dyn_catalog.clone(),
+                record,
+                |after, limit| {
+                    let catalog = dyn_catalog.clone();
+                    let filter = filter.clone();
+                    async move { catalog.blob_batch(&after, limit, &filter).await }
+                },
+                |entry| {
+                    let catalog = dyn_catalog.clone();
+                    let blobs = blobs.clone();
+                    let run_id = run_id.clone();
+                    async move {
+                        verify_one(catalog.as_ref(), blobs.as_ref(), &run_id, entry, dry_run).await
+                    }
+                },
+                show,
+                stop.clone(),
+            )
+            .await?
+        }
+    };
     ctrl_c.abort();
     display.finish();
     if finished.state == RunState::Running {
@@ -206,13 +268,14 @@ async fn drive(
 /// finished and nothing failed.
 fn summary(record: &RunRecord, report: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let c = record.counts;
-    let verb = if record.options.dry_run {
-        "would check"
-    } else {
-        "checked"
+    let (verb, what) = match (record.kind, record.options.dry_run) {
+        (RunKind::Rederive, true) => ("would queue derive for", "images"),
+        (RunKind::Rederive, false) => ("looked at", "images"),
+        (_, true) => ("would check", "blobs"),
+        (_, false) => ("checked", "blobs"),
     };
     eprintln!(
-        "{} {}: {verb} {} blobs ({}), ok {}, fixed {}, failed {}",
+        "{} {}: {verb} {} {what} ({}), ok {}, fixed {}, failed {}",
         record.kind.as_str(),
         record.id,
         c.scanned,
@@ -222,7 +285,7 @@ fn summary(record: &RunRecord, report: Option<&std::path::Path>) -> anyhow::Resu
         c.failed
     );
     for failure in record.failures.iter().take(20) {
-        eprintln!("  {}  {}", failure.sha256, failure.reason);
+        eprintln!("  {}  {}", failure.key, failure.reason);
     }
     if record.failures.len() > 20 || c.failed > record.failures.len() as u64 {
         eprintln!(

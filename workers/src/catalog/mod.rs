@@ -24,7 +24,9 @@ use crate::model::{
     Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
-use crate::reprocess::{BlobEntry, BlobFilter, Counts, Failure, RunKind, RunOptions, RunRecord};
+use crate::reprocess::{
+    BlobEntry, BlobFilter, Counts, Failure, ImageEntry, RunKind, RunOptions, RunRecord,
+};
 use crate::token::{IssuedToken, SecretDigest};
 
 use std::time::Duration;
@@ -339,6 +341,26 @@ pub trait Reprocessing: Send + Sync {
     ) -> Result<Vec<BlobEntry>, CatalogError>;
     /// How many blobs a walk with `filter` visits (for progress).
     async fn count_blobs(&self, filter: &BlobFilter) -> Result<u64, CatalogError>;
+    /// Up to `limit` images with ids after `after`, in id order: with
+    /// `stale_before: Some(v)`, only those derived by a version before `v`
+    /// (or never, or missing a rendition); with `None`, all. Images waiting
+    /// for derive (`pending`) are left to the job already queued.
+    async fn image_batch(
+        &self,
+        after: &str,
+        limit: u32,
+        filter: &BlobFilter,
+        stale_before: Option<u32>,
+    ) -> Result<Vec<ImageEntry>, CatalogError>;
+    /// How many images an [`image_batch`](Self::image_batch) walk visits.
+    async fn count_images(
+        &self,
+        filter: &BlobFilter,
+        stale_before: Option<u32>,
+    ) -> Result<u64, CatalogError>;
+    /// Marks the image `pending` and queues its derive job, in one
+    /// transaction; `false` when it is already pending.
+    async fn requeue_derive(&self, image: ImageId) -> Result<bool, CatalogError>;
     /// Saves a finished batch: the cursor moves to `cursor`, the counts grow
     /// by `delta`, the failures are kept (up to a bound).
     async fn checkpoint_run(

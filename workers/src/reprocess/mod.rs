@@ -8,15 +8,16 @@
 //! never redone, and at most one batch is done twice.
 
 pub mod rate;
+pub mod rederive;
 pub mod verify;
 pub mod walk;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CaseId, Sha256, Timestamp};
+use crate::model::{CaseId, ImageId, Sha256, Timestamp};
 
 pub use rate::{Rate, RateLimiter};
-pub use walk::{ItemOutcome, Progress, walk};
+pub use walk::{ItemOutcome, Progress, Walkable, walk};
 
 /// What a run does to each blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -24,6 +25,8 @@ pub use walk::{ItemOutcome, Progress, walk};
 pub enum RunKind {
     /// Re-hash every blob against its key and recorded size.
     Verify,
+    /// Queue derive again for images whose renditions are missing or older
+    /// than this build's derive version.
     Rederive,
     Migrate,
     Sweep,
@@ -66,6 +69,9 @@ pub struct RunOptions {
     /// Report what would be done; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// `rederive`: every image, not only stale ones.
+    #[serde(default)]
+    pub all: bool,
 }
 
 impl Default for RunOptions {
@@ -76,6 +82,7 @@ impl Default for RunOptions {
             rate: None,
             filter: None,
             dry_run: false,
+            all: false,
         }
     }
 }
@@ -105,6 +112,13 @@ pub struct BlobEntry {
     pub size: u64,
 }
 
+/// An image as a `rederive` walk sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageEntry {
+    pub id: ImageId,
+    pub size: u64,
+}
+
 /// What a run has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
@@ -125,10 +139,11 @@ impl Counts {
     }
 }
 
-/// One blob a run could not do its work on.
+/// One item (a blob by its sha256, an image by its id) a run could not do
+/// its work on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
-    pub sha256: String,
+    pub key: String,
     pub reason: String,
 }
 

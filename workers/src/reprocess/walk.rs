@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{BlobEntry, Counts, Failure, RateLimiter, RunRecord, RunState};
+use super::{Counts, Failure, RateLimiter, RunRecord, RunState};
 use crate::catalog::{Catalog, CatalogError};
 
 /// What the work on one blob came to.
@@ -23,45 +23,72 @@ pub enum ItemOutcome {
     Failed(String),
 }
 
+/// What a walk visits: a blob, an image. Keys order the walk and are the
+/// cursor; the size paces a byte-rate limit.
+pub trait Walkable: Copy {
+    fn key(&self) -> String;
+    fn size(&self) -> u64;
+}
+
+impl Walkable for super::BlobEntry {
+    fn key(&self) -> String {
+        self.sha256.to_hex()
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Walkable for super::ImageEntry {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 /// Where a walk stands, for a progress bar or log line.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     pub counts: Counts,
 }
 
-/// Walks the blobs of `run` from its cursor, calling `work` on each, until
-/// none are left (the run is then finished) or `stop` is cancelled (the
-/// run stays resumable). Returns the run as recorded.
-pub async fn walk<W, F>(
+/// Walks what `source` lists (a batch of items after a key) from the
+/// run's cursor, calling `work` on each, until none are left (the run is
+/// then finished) or `stop` is cancelled (the run stays resumable). Returns
+/// the run as recorded.
+pub async fn walk<T, S, SF, W, F>(
     catalog: Arc<dyn Catalog>,
     run: RunRecord,
+    source: S,
     work: W,
     on_progress: impl Fn(Progress),
     stop: CancellationToken,
 ) -> Result<RunRecord, CatalogError>
 where
-    W: Fn(BlobEntry) -> F,
+    T: Walkable,
+    S: Fn(String, u32) -> SF,
+    SF: Future<Output = Result<Vec<T>, CatalogError>>,
+    W: Fn(T) -> F,
     F: Future<Output = ItemOutcome>,
 {
     let limiter = run.options.rate.map(RateLimiter::new);
-    let filter = run.options.filter.clone().unwrap_or_default();
     let concurrency = run.options.concurrency.max(1);
     let mut cursor = run.cursor.clone().unwrap_or_default();
     let mut counts = run.counts;
     on_progress(Progress { counts });
     while !stop.is_cancelled() {
-        let batch = catalog
-            .blob_batch(&cursor, run.options.batch.max(1), &filter)
-            .await?;
-        let Some(last) = batch.last().map(|b| b.sha256.to_hex()) else {
+        let batch = source(cursor.clone(), run.options.batch.max(1)).await?;
+        let Some(last) = batch.last().map(Walkable::key) else {
             return catalog.finish_run(&run.id).await;
         };
         let limiter = limiter.as_ref();
         let work = &work;
-        let outcomes: Vec<(BlobEntry, ItemOutcome)> = futures_util::stream::iter(batch)
+        let outcomes: Vec<(T, ItemOutcome)> = futures_util::stream::iter(batch)
             .map(|entry| async move {
                 if let Some(limiter) = limiter {
-                    limiter.acquire(entry.size).await;
+                    limiter.acquire(entry.size()).await;
                 }
                 (entry, work(entry).await)
             })
@@ -72,20 +99,20 @@ where
         let mut failures = Vec::new();
         for (entry, outcome) in outcomes {
             delta.scanned += 1;
-            delta.bytes += entry.size;
+            delta.bytes += entry.size();
             match outcome {
                 ItemOutcome::Ok => delta.ok += 1,
                 ItemOutcome::Fixed => delta.fixed += 1,
                 ItemOutcome::Failed(reason) => {
                     delta.failed += 1;
                     failures.push(Failure {
-                        sha256: entry.sha256.to_hex(),
+                        key: entry.key(),
                         reason,
                     });
                 }
             }
         }
-        failures.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        failures.sort_by(|a, b| a.key.cmp(&b.key));
         catalog
             .checkpoint_run(&run.id, &last, &delta, &failures)
             .await?;

@@ -1,7 +1,8 @@
 //! Reprocess runs: the keyset walk over blobs, its filters, and the run
 //! record's checkpoints.
 
-use relay_workers::catalog::Reprocessing;
+use relay_workers::catalog::{Derivatives, Reprocessing};
+use relay_workers::model::DeriveState;
 use relay_workers::reprocess::{BlobFilter, Counts, Failure, RunKind, RunOptions, RunState};
 
 use super::fixture::Db;
@@ -9,6 +10,7 @@ use super::fixture::Db;
 on_every_backend!(
     the_walk_visits_every_blob_once_in_key_order_and_filters_by_case,
     checkpoints_add_up_and_a_finished_run_stays_finished,
+    rederive_walks_stale_images_and_requeues_each_once,
 );
 
 async fn the_walk_visits_every_blob_once_in_key_order_and_filters_by_case(db: &Db) {
@@ -90,7 +92,7 @@ async fn checkpoints_add_up_and_a_finished_run_stays_finished(db: &Db) {
         bytes: 300,
     };
     let failure = Failure {
-        sha256: "ab".repeat(32),
+        key: "ab".repeat(32),
         reason: "missing from the store".to_owned(),
     };
     for cursor in ["10", "20"] {
@@ -125,4 +127,51 @@ async fn checkpoints_add_up_and_a_finished_run_stays_finished(db: &Db) {
     );
     let listed = db.catalog.list_runs(5).await.expect("list");
     assert_eq!(listed[0].id, run.id);
+}
+
+async fn rederive_walks_stale_images_and_requeues_each_once(db: &Db) {
+    let office = db.office("Rederive Clinic").await;
+    let case = db.draft(&office).await;
+    let old = db.attach(&office, &case, b"old rendering").await;
+    let waiting = db.attach(&office, &case, b"still pending").await;
+    // One image was given up on by an older derive version; the other still
+    // waits for its first derive job.
+    db.catalog
+        .record_derive_failure(old.id, DeriveState::Unsupported, "no codec", 0)
+        .await
+        .expect("record");
+    let all = BlobFilter::default();
+    let stale = db
+        .catalog
+        .image_batch("", 10, &all, Some(1))
+        .await
+        .expect("batch");
+    assert_eq!(stale.iter().map(|e| e.id).collect::<Vec<_>>(), vec![old.id]);
+    assert_eq!(
+        db.catalog.count_images(&all, Some(1)).await.expect("count"),
+        1
+    );
+    // Current by version 0's standard: nothing stale.
+    assert_eq!(
+        db.catalog.count_images(&all, Some(0)).await.expect("count"),
+        0
+    );
+    assert!(db.catalog.requeue_derive(old.id).await.expect("requeue"));
+    assert!(
+        !db.catalog.requeue_derive(old.id).await.expect("again"),
+        "already pending"
+    );
+    assert!(
+        !db.catalog
+            .requeue_derive(waiting.id)
+            .await
+            .expect("pending")
+    );
+    assert_eq!(
+        db.catalog.count_images(&all, None).await.expect("count"),
+        0,
+        "pending images are left to their job"
+    );
+    let jobs = db.jobs_of("derive").await;
+    assert_eq!(jobs.len(), 3, "two from the uploads, one requeued");
 }

@@ -300,4 +300,4 @@ async fn insert_image(
 
 /// Attempts a `derive` job gets: the default of `queue::Job`, which the
 /// derive stage keeps, and of the `jobs` table.
-const DERIVE_MAX_ATTEMPTS: i64 = 5;
+pub(super) const DERIVE_MAX_ATTEMPTS: i64 = 5;

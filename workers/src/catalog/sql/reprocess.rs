@@ -12,10 +12,10 @@ use super::SqlCatalog;
 use super::audit::record;
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CatalogError, Reprocessing};
-use crate::model::{Sha256, Timestamp};
+use crate::model::{ImageId, Sha256, Timestamp};
 use crate::reprocess::{
-    BlobEntry, BlobFilter, Counts, Failure, MAX_RECORDED_FAILURES, RunKind, RunOptions, RunRecord,
-    RunState,
+    BlobEntry, BlobFilter, Counts, Failure, ImageEntry, MAX_RECORDED_FAILURES, RunKind, RunOptions,
+    RunRecord, RunState,
 };
 
 const RUN_COLUMNS: &str = "id, kind, options, state, started_at, updated_at, finished_at, \
@@ -46,6 +46,31 @@ const BLOB_BATCH: &str = concat!(
 const COUNT_BLOBS: &str = concat!(
     "SELECT COUNT(*) FROM blobs WHERE $1 = $1 AND ",
     blob_filter!()
+);
+
+/// Which images a rederive walk visits: `$2`…`$5` as in [`blob_filter!`]
+/// but on the image itself, `$6` 1 for every image, `$7` the current derive
+/// version.
+macro_rules! image_filter {
+    () => {
+        "derive_state <> 'pending' AND received_at >= $2 AND received_at < $3 \
+         AND ($4 IS NULL OR case_id = $4) AND ($5 IS NULL OR media_type = $5) \
+         AND ($6 = 1 OR derive_version IS NULL OR derive_version < $7 \
+              OR (derive_state = 'ready' AND ( \
+                  NOT EXISTS (SELECT 1 FROM derivatives d WHERE d.image_id = images.id AND d.kind = 'thumbnail') \
+                  OR NOT EXISTS (SELECT 1 FROM derivatives d WHERE d.image_id = images.id AND d.kind = 'preview'))))"
+    };
+}
+
+const IMAGE_BATCH: &str = concat!(
+    "SELECT id, stored_size FROM images WHERE id > $1 AND ",
+    image_filter!(),
+    " ORDER BY id LIMIT $8"
+);
+
+const COUNT_IMAGES: &str = concat!(
+    "SELECT COUNT(*) FROM images WHERE $1 = $1 AND ",
+    image_filter!()
 );
 
 fn corrupt(e: impl std::fmt::Display) -> CatalogError {
@@ -192,6 +217,77 @@ impl Reprocessing for SqlCatalog {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn image_batch(
+        &self,
+        after: &str,
+        limit: u32,
+        filter: &BlobFilter,
+        stale_before: Option<u32>,
+    ) -> Result<Vec<ImageEntry>, CatalogError> {
+        let (since, until, case, media_type) = filter_args(filter);
+        let rows: Vec<(String, i64)> = sqlx::query_as(IMAGE_BATCH)
+            .bind(after.to_owned())
+            .bind(since)
+            .bind(until)
+            .bind(case)
+            .bind(media_type)
+            .bind(i64::from(stale_before.is_none()))
+            .bind(i64::from(stale_before.unwrap_or(0)))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(id, size)| {
+                Ok(ImageEntry {
+                    id: id.parse().map_err(|e| CatalogError::corrupt("image", e))?,
+                    size: u64::try_from(size).map_err(|e| CatalogError::corrupt("image", e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_images(
+        &self,
+        filter: &BlobFilter,
+        stale_before: Option<u32>,
+    ) -> Result<u64, CatalogError> {
+        let (since, until, case, media_type) = filter_args(filter);
+        let n: i64 = sqlx::query_scalar(COUNT_IMAGES)
+            .bind(0_i64)
+            .bind(since)
+            .bind(until)
+            .bind(case)
+            .bind(media_type)
+            .bind(i64::from(stale_before.is_none()))
+            .bind(i64::from(stale_before.unwrap_or(0)))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn requeue_derive(&self, image: ImageId) -> Result<bool, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE images SET derive_state = 'pending' WHERE id = $1 AND derive_state <> 'pending'",
+        )
+        .bind(image.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query_scalar::<_, i64>(self.dialect.queue.enqueue)
+            .bind("derive")
+            .bind(serde_json::json!({ "image_id": image }).to_string())
+            .bind(super::images::DERIVE_MAX_ATTEMPTS)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn checkpoint_run(
