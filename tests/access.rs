@@ -160,6 +160,9 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/api/v1/admin/jobs/{id}/retry", Admin),
         route(Method::POST, "/api/v1/admin/jobs/{id}/cancel", Admin),
         route(Method::POST, "/api/v1/admin/jobs/retry-dead", Admin),
+        route(Method::GET, "/api/v1/admin/reprocess", Admin),
+        route(Method::POST, "/api/v1/admin/reprocess", Admin),
+        route(Method::GET, "/api/v1/admin/reprocess/{id}", Admin),
     ]
 }
 
@@ -167,6 +170,7 @@ fn routes() -> Vec<Route> {
 fn body_for(route: &Route) -> Option<Value> {
     match (route.method.as_str(), route.path) {
         ("POST", "/api/v1/cases") => Some(referral("dermatology")),
+        ("POST", "/api/v1/admin/reprocess") => Some(json!({"kind": "verify", "dry_run": true})),
         ("PATCH", _) => Some(json!({"priority": "stat"})),
         ("POST", p) if p.ends_with("/cancel") => Some(json!({"reason": "no longer needed"})),
         ("PUT", _) => Some(json!({"impression": "benign"})),
@@ -186,6 +190,8 @@ struct Target {
     case: String,
     image: String,
     job: String,
+    /// A reprocess run, for `/api/v1/admin/reprocess/{id}`.
+    run: String,
 }
 
 async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (u16, Value) {
@@ -193,6 +199,8 @@ async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (
         &target.image
     } else if route.path.starts_with("/api/v1/admin/jobs/") {
         &target.job
+    } else if route.path.starts_with("/api/v1/admin/reprocess/") {
+        &target.run
     } else {
         &target.case
     };
@@ -219,10 +227,12 @@ async fn case_with_image(relay: &Relay, server: &Server, token: &str) -> Target 
         .fetch_one(&mut db)
         .await
         .expect("job");
+    let run = relay.ok(&["reprocess", "verify", "--dry-run"]);
     Target {
         case,
         image: image["id"].as_str().expect("image id").to_owned(),
         job: job.to_string(),
+        run,
     }
 }
 
@@ -382,6 +392,7 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
         case: "01a20000-0000-7000-8000-000000000000".to_owned(),
         image: "01a20000-0000-7000-8000-000000000001".to_owned(),
         job: "0".to_owned(),
+        run: "run_0".to_owned(),
     };
     for r in &case_routes {
         let (status, body) = call(&server, r, &target, &intruder).await;

@@ -298,3 +298,65 @@ async fn rederive_rebuilds_exactly_the_stale_images() {
     .expect("count");
     assert_eq!(thumbs, 1, "the lost thumbnail is back");
 }
+
+/// An administrator starts a run over the API and watches it; a worker
+/// carries it out through the job queue.
+#[tokio::test]
+async fn an_admin_starts_and_watches_a_run_over_the_api() {
+    let (relay, blobs) = stocked().await;
+    std::fs::remove_file(&blobs[0]).expect("lose a blob");
+    let admin = relay.admin_token();
+    let server = relay.start();
+    let (status, run) = server
+        .post(
+            "/api/v1/admin/reprocess",
+            &admin,
+            serde_json::json!({"kind": "verify", "concurrency": 2, "rate": "500/s"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let mut watched = Value::Null;
+    for _ in 0..300 {
+        let (status, body) = server
+            .get(&format!("/api/v1/admin/reprocess/{id}"), &admin)
+            .await;
+        assert_eq!(status, 200);
+        watched = body;
+        if watched["state"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(watched["state"], "finished", "{watched}");
+    assert_eq!(watched["counts"]["scanned"], blobs.len());
+    assert_eq!(watched["counts"]["failed"], 1);
+    assert_eq!(watched["failures"][0]["key"], key_of(&blobs[0]).as_str());
+    let (_, listed) = server.get("/api/v1/admin/reprocess", &admin).await;
+    assert_eq!(listed[0]["id"], id.as_str());
+    // Kinds not built yet are refused by name, and bad input says which field.
+    let (status, body) = server
+        .post(
+            "/api/v1/admin/reprocess",
+            &admin,
+            serde_json::json!({"kind": "sweep"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("kind")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/admin/reprocess",
+            &admin,
+            serde_json::json!({"kind": "verify", "rate": "fast"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("rate")),
+        "{body}"
+    );
+}

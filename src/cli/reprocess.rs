@@ -13,12 +13,9 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use relay_workers::blob::BlobStore;
 use relay_workers::catalog::{Catalog, Reprocessing};
-use relay_workers::derive::DERIVE_VERSION;
 use relay_workers::model::{CaseId, Timestamp};
-use relay_workers::reprocess::rederive::rederive_one;
-use relay_workers::reprocess::verify::verify_one;
 use relay_workers::reprocess::{
-    BlobFilter, Progress, Rate, RunKind, RunOptions, RunRecord, RunState, walk,
+    BlobFilter, Progress, Rate, RunKind, RunOptions, RunRecord, RunState, execute, planned_total,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -179,19 +176,8 @@ async fn drive(
     record: RunRecord,
     report: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let filter = record.options.filter.clone().unwrap_or_default();
-    let stale_before = (!record.options.all).then_some(DERIVE_VERSION);
-    let total = match record.kind {
-        RunKind::Verify => catalog.count_blobs(&filter).await?,
-        RunKind::Rederive => {
-            // Images already redone drop out of the stale count.
-            catalog.count_images(&filter, stale_before).await? + record.counts.scanned
-        }
-        other => bail!(
-            "relay reprocess {} is not available yet; verify and rederive are",
-            other.as_str()
-        ),
-    };
+    let dyn_catalog: Arc<dyn Catalog> = catalog.clone();
+    let total = planned_total(dyn_catalog.as_ref(), &record).await?;
     let display = Display::new(total, record.counts.scanned);
     let stop = CancellationToken::new();
     let ctrl_c = {
@@ -203,56 +189,14 @@ async fn drive(
             }
         })
     };
-    let run_id = record.id.clone();
-    let dry_run = record.options.dry_run;
-    let dyn_catalog: Arc<dyn Catalog> = catalog.clone();
-    let show = |progress| display.show(progress);
-    let finished = match record.kind {
-        RunKind::Rederive => {
-            walk(
-                dyn_catalog.clone(),
-                record,
-                |after, limit| {
-                    let catalog = dyn_catalog.clone();
-                    let filter = filter.clone();
-                    async move {
-                        catalog
-                            .image_batch(&after, limit, &filter, stale_before)
-                            .await
-                    }
-                },
-                |entry| {
-                    let catalog = dyn_catalog.clone();
-                    async move { rederive_one(catalog.as_ref(), entry, dry_run).await }
-                },
-                show,
-                stop.clone(),
-            )
-            .await?
-        }
-        _ => {
-            walk(
-                dyn_catalog.clone(),
-                record,
-                |after, limit| {
-                    let catalog = dyn_catalog.clone();
-                    let filter = filter.clone();
-                    async move { catalog.blob_batch(&after, limit, &filter).await }
-                },
-                |entry| {
-                    let catalog = dyn_catalog.clone();
-                    let blobs = blobs.clone();
-                    let run_id = run_id.clone();
-                    async move {
-                        verify_one(catalog.as_ref(), blobs.as_ref(), &run_id, entry, dry_run).await
-                    }
-                },
-                show,
-                stop.clone(),
-            )
-            .await?
-        }
-    };
+    let finished = execute(
+        dyn_catalog,
+        blobs,
+        record,
+        |progress| display.show(progress),
+        stop.clone(),
+    )
+    .await?;
     ctrl_c.abort();
     display.finish();
     if finished.state == RunState::Running {

@@ -15,6 +15,7 @@ mod me;
 pub mod metrics;
 mod printable;
 mod renditions;
+mod reprocess;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,6 +143,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::retry_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_dead))
+        .routes(routes!(reprocess::start_run, reprocess::list_runs))
+        .routes(routes!(reprocess::get_run))
         .routes(routes!(me::me))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

@@ -7,6 +7,7 @@
 //! crash or a kill resumes from its cursor: the work of finished batches is
 //! never redone, and at most one batch is done twice.
 
+pub mod execute;
 pub mod rate;
 pub mod rederive;
 pub mod verify;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{CaseId, ImageId, Sha256, Timestamp};
 
+pub use execute::{RunError, execute, planned_total};
 pub use rate::{Rate, RateLimiter};
 pub use walk::{ItemOutcome, Progress, Walkable, walk};
 

@@ -8,6 +8,7 @@ pub mod derive;
 pub mod email;
 pub mod escalate;
 pub mod reminders;
+pub mod reprocess;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub use derive::{DeriveJob, RenderError, rendered_frame};
 pub use email::{EmailJob, Mailer, MailerError};
 pub use escalate::EscalateJob;
 pub use reminders::run_reminders;
+pub use reprocess::ReprocessJob;
 
 /// What the stages need.
 #[derive(Clone)]
@@ -49,6 +51,7 @@ pub fn registry(deps: &StageDeps) -> Registry {
     let deliver_deps = deps.clone();
     let email_deps = deps.clone();
     let escalate_deps = deps.clone();
+    let reprocess_deps = deps.clone();
     Registry::new()
         .register(Typed::new(move |job: DeriveJob| {
             let deps = derive_deps.clone();
@@ -65,5 +68,9 @@ pub fn registry(deps: &StageDeps) -> Registry {
         .register(Typed::new(move |job: EscalateJob| {
             let deps = escalate_deps.clone();
             async move { escalate::escalate(&deps, job).await }
+        }))
+        .register(Typed::new(move |job: ReprocessJob| {
+            let deps = reprocess_deps.clone();
+            async move { reprocess::reprocess(&deps, job).await }
         }))
 }

@@ -1,0 +1,130 @@
+//! `/api/v1/admin/reprocess`: administrators start operators' batch runs
+//! (verify, rederive) and watch them. A started run is carried out by a
+//! worker through the `reprocess` job, so it survives this request and the
+//! worker that first takes it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use relay_workers::reprocess::{BlobFilter, Rate, RunKind, RunOptions, RunRecord};
+use relay_workers::stages::ReprocessJob;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Caller, JsonBody};
+use relay_workers::queue::Job;
+
+/// A run to start; every field but `kind` is optional.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// `verify` or `rederive`.
+    pub kind: RunKind,
+    /// Items worked on at once (default 4, at most 64).
+    pub concurrency: Option<usize>,
+    /// e.g. `50MB/s` or `200/s`.
+    pub rate: Option<String>,
+    pub filter: Option<BlobFilter>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `rederive`: every image, not only stale ones.
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl JsonBody for StartRun {}
+
+/// `POST /api/v1/admin/reprocess`: records the run and queues it.
+#[utoipa::path(post, path = "/api/v1/admin/reprocess", tag = "admin", request_body = StartRun, security(("bearer" = [])),
+    responses((status = 202, body = RunRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn start_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<StartRun>,
+) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
+    caller.require_admin()?;
+    if !matches!(body.kind, RunKind::Verify | RunKind::Rederive) {
+        return Err(ApiError::InvalidField {
+            field: Some("kind".to_owned()),
+            message: format!(
+                "{} is not available yet; verify and rederive are",
+                body.kind.as_str()
+            ),
+        });
+    }
+    let concurrency = body.concurrency.unwrap_or(4);
+    if concurrency == 0 || concurrency > 64 {
+        return Err(ApiError::InvalidField {
+            field: Some("concurrency".to_owned()),
+            message: "concurrency must be between 1 and 64".to_owned(),
+        });
+    }
+    let rate = body
+        .rate
+        .as_deref()
+        .map(Rate::parse)
+        .transpose()
+        .map_err(|message| ApiError::InvalidField {
+            field: Some("rate".to_owned()),
+            message,
+        })?;
+    let options = RunOptions {
+        concurrency,
+        rate,
+        filter: body.filter,
+        dry_run: body.dry_run,
+        all: body.all,
+        ..RunOptions::default()
+    };
+    let run = state.catalog.start_run(body.kind, &options).await?;
+    let job = serde_json::to_value(ReprocessJob {
+        run_id: run.id.clone(),
+    })
+    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    state
+        .catalog
+        .enqueue(ReprocessJob::KIND, &job, ReprocessJob::MAX_ATTEMPTS)
+        .await?;
+    state.work_queued();
+    tracing::info!(run.id = %run.id, kind = body.kind.as_str(), "reprocess run queued");
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunParams {
+    /// At most 200; default 20.
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/admin/reprocess`: recent runs, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/reprocess", tag = "admin", params(RunParams), security(("bearer" = [])),
+    responses((status = 200, body = Vec<RunRecord>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<RunParams>,
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
+    caller.require_admin()?;
+    let limit = params.limit.unwrap_or(20);
+    if limit == 0 || limit > 200 {
+        return Err(ApiError::InvalidQuery(
+            "limit must be between 1 and 200".to_owned(),
+        ));
+    }
+    Ok(Json(state.catalog.list_runs(limit).await?))
+}
+
+/// `GET /api/v1/admin/reprocess/{id}`: one run, with its counts and failures.
+#[utoipa::path(get, path = "/api/v1/admin/reprocess/{id}", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RunRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunRecord>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(state.catalog.get_run(&id).await?))
+}
