@@ -251,8 +251,11 @@ impl Runner {
         }
         let payload = job.payload.clone();
         let mut task = tokio::spawn(async move { handler.run(&payload).await });
-        let mut beat = tokio::time::interval(self.config.lease / 3);
-        beat.tick().await;
+        // The first beat a third of a lease from now: an interval's
+        // immediate first tick would still wait for the timer wheel's next
+        // millisecond, on every job.
+        let period = self.config.lease / 3;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let result = loop {
             tokio::select! {
                 result = &mut task => break result,
