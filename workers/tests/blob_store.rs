@@ -164,6 +164,26 @@ async fn put_then_open_and_head_give_the_bytes_back(h: Harness) {
     assert_eq!(left, 0, "the spool file is gone once put");
 }
 
+/// The whole-blob check each store does its own way finds bytes that do
+/// not hash to their key, a blob shorter than recorded, and a missing one.
+async fn verify_finds_damage_and_absence(h: Harness) {
+    let good = sample(5000, 7);
+    let key = Sha256::of(&good);
+    let mut flipped = good.clone();
+    flipped[2500] ^= 0x01;
+    h.plant(key, &flipped).await;
+    let corrupt = verify_blob(h.store.as_ref(), &key, 5000).await;
+    assert!(
+        matches!(corrupt, Err(BlobError::Integrity(_))),
+        "{corrupt:?}"
+    );
+    let short = verify_blob(h.store.as_ref(), &key, 5001).await;
+    assert!(matches!(short, Err(BlobError::Integrity(_))), "{short:?}");
+    let absent = Sha256::of(b"never stored");
+    let missing = verify_blob(h.store.as_ref(), &absent, 12).await;
+    assert!(matches!(missing, Err(BlobError::Missing(_))), "{missing:?}");
+}
+
 async fn open_reads_from_an_offset(h: Harness) {
     let bytes = sample(300, 2);
     let key = Sha256::of(&bytes);
@@ -270,6 +290,7 @@ macro_rules! conformance {
 
 conformance!(
     put_then_open_and_head_give_the_bytes_back,
+    verify_finds_damage_and_absence,
     open_reads_from_an_offset,
     the_same_bytes_twice_are_stored_once,
     an_existing_key_is_never_overwritten,

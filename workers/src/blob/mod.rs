@@ -102,15 +102,50 @@ impl std::fmt::Debug for Blob {
 }
 
 /// Reads a whole blob through its digest check, discarding the bytes: the
-/// proof a partial read (an HTTP range) cannot give on its own.
+/// proof a partial read (an HTTP range) cannot give on its own. The store
+/// does it the fastest way it knows ([`BlobStore::verify`]).
 pub async fn verify_blob(store: &dyn BlobStore, key: &Sha256, size: u64) -> Result<(), BlobError> {
-    use futures_util::StreamExt;
-    let blob = store.open(key, 0).await?;
-    let mut stream = VerifiedStream::new(blob.reader, *key, size);
-    while let Some(chunk) = stream.next().await {
-        chunk.map_err(BlobError::from_stream)?;
+    store.verify(key, size).await
+}
+
+/// Checks `size` bytes read against `key` and `size`.
+fn check_digest(key: &Sha256, size: u64, seen: u64, digest: Sha256) -> Result<(), BlobError> {
+    let fail = |reason: String| {
+        BlobError::Integrity(IntegrityError {
+            expected: *key,
+            reason,
+        })
+    };
+    if seen != size {
+        return Err(fail(format!("{seen} bytes where {size} were stored")));
+    }
+    if digest != *key {
+        return Err(fail(format!("its bytes hash to {digest}")));
     }
     Ok(())
+}
+
+/// Any store's whole-blob check: its reader, hashed through one reused
+/// 1 MiB buffer (nothing is delivered, so no chunk needs holding back).
+async fn verify_by_reading(
+    store: &(impl BlobStore + ?Sized),
+    key: &Sha256,
+    size: u64,
+) -> Result<(), BlobError> {
+    use tokio::io::AsyncReadExt;
+    let mut blob = store.open(key, 0).await?;
+    let mut hasher = crate::model::Sha256Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen = 0u64;
+    loop {
+        let n = blob.reader.read(&mut buf).await.map_err(BlobError::io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        seen += n as u64;
+    }
+    check_digest(key, size, seen, hasher.finish())
 }
 
 /// Removes the files in a spool directory; returns how many.
@@ -138,6 +173,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// Opens a blob for reading from byte `offset`.
     async fn open(&self, key: &Sha256, offset: u64) -> Result<Blob, BlobError>;
+
+    /// Reads the whole blob and proves it is `size` bytes hashing to `key`
+    /// (`Missing` when absent, `Integrity` when not).
+    async fn verify(&self, key: &Sha256, size: u64) -> Result<(), BlobError> {
+        verify_by_reading(self, key, size).await
+    }
 
     /// The size of a blob, or `None` when it is absent.
     async fn head(&self, key: &Sha256) -> Result<Option<u64>, BlobError>;
