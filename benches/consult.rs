@@ -46,16 +46,7 @@ async fn sign_to_delivered(serve_args: &[&str], separate_worker: bool) -> Vec<f6
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Bench Clinic");
     let specialist = relay.specialist_token("dermatology");
-    relay.ok(&[
-        "--webhook-allow-loopback",
-        "admin",
-        "office",
-        "webhook",
-        "--office",
-        &office_id,
-        "--url",
-        &url,
-    ]);
+    relay.set_webhook(&office_id, &url);
     let mut args = vec![
         "serve",
         "--listen",

@@ -107,20 +107,7 @@ async fn the_whole_loop_from_referral_to_acknowledged_report() {
         "--mail-from",
         "relay@relay.example",
     ]);
-    let secret: WebhookSecret = l
-        .relay
-        .ok(&[
-            "--webhook-allow-loopback",
-            "admin",
-            "office",
-            "webhook",
-            "--office",
-            &l.office_id,
-            "--url",
-            &hook,
-        ])
-        .parse()
-        .expect("the printed secret");
+    let secret: WebhookSecret = l.relay.set_webhook(&l.office_id, &hook);
     l.relay.ok(&[
         "admin",
         "office",

@@ -28,19 +28,7 @@ async fn a_signed_report_is_delivered_signed_and_retried_until_accepted() {
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Clinic With An EHR");
     let specialist = relay.specialist_token("dermatology");
-    let secret: WebhookSecret = relay
-        .ok(&[
-            "--webhook-allow-loopback",
-            "admin",
-            "office",
-            "webhook",
-            "--office",
-            &office_id,
-            "--url",
-            &url,
-        ])
-        .parse()
-        .expect("the printed secret");
+    let secret: WebhookSecret = relay.set_webhook(&office_id, &url);
     let server = relay.start_with(
         &[
             "serve",
@@ -129,16 +117,7 @@ async fn a_refusing_endpoint_leaves_the_job_dead_until_replayed() {
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Clinic");
     let specialist = relay.specialist_token("dermatology");
-    relay.ok(&[
-        "--webhook-allow-loopback",
-        "admin",
-        "office",
-        "webhook",
-        "--office",
-        &office_id,
-        "--url",
-        &url,
-    ]);
+    relay.set_webhook(&office_id, &url);
     let server = relay.start_with(
         &[
             "serve",
@@ -185,16 +164,7 @@ async fn an_office_that_opts_in_gets_the_patient_name_and_the_read_is_audited() 
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Clinic Matching Charts");
     let specialist = relay.specialist_token("dermatology");
-    relay.ok(&[
-        "--webhook-allow-loopback",
-        "admin",
-        "office",
-        "webhook",
-        "--office",
-        &office_id,
-        "--url",
-        &url,
-    ]);
+    relay.set_webhook(&office_id, &url);
     relay.ok(&[
         "admin",
         "office",

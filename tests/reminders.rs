@@ -20,19 +20,6 @@ fn audit(relay: &Relay, action: &str) -> Vec<Value> {
         .collect()
 }
 
-fn webhook(relay: &Relay, office_id: &str, url: &str) {
-    relay.ok(&[
-        "--webhook-allow-loopback",
-        "admin",
-        "office",
-        "webhook",
-        "--office",
-        office_id,
-        "--url",
-        url,
-    ]);
-}
-
 fn of_type<'a>(events: &'a [Value], kind: &str, case: &str) -> Vec<&'a Value> {
     events
         .iter()
@@ -46,7 +33,7 @@ async fn an_unacknowledged_report_is_notified_again_up_to_the_limit() {
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Busy Clinic");
     let specialist = relay.specialist_token("dermatology");
-    webhook(&relay, &office_id, &url);
+    relay.set_webhook(&office_id, &url);
     let server = relay.start_with(
         &[
             "serve",
@@ -124,7 +111,7 @@ async fn an_overdue_case_is_announced_to_its_office_and_escalated_once() {
     let (sink, smtp) = SmtpSink::start().await;
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Waiting Clinic");
-    webhook(&relay, &office_id, &url);
+    relay.set_webhook(&office_id, &url);
     let server = relay.start_with(
         &[
             "serve",
@@ -223,7 +210,7 @@ async fn two_processes_sweeping_send_each_notice_once() {
     let (receiver, url) = Receiver::start(200).await;
     let relay = Relay::new();
     let (office_id, _, office) = relay.office_with_user("Shared Clinic");
-    webhook(&relay, &office_id, &url);
+    relay.set_webhook(&office_id, &url);
     let args = [
         "serve",
         "--listen",

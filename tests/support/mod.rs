@@ -101,6 +101,23 @@ impl Relay {
             .to_owned()
     }
 
+    /// Points `office`'s webhook at `url` (loopback allowed); returns the
+    /// signing secret printed once.
+    pub fn set_webhook(&self, office: &str, url: &str) -> relay_workers::webhook::WebhookSecret {
+        self.ok(&[
+            "--webhook-allow-loopback",
+            "admin",
+            "office",
+            "webhook",
+            "--office",
+            office,
+            "--url",
+            url,
+        ])
+        .parse()
+        .expect("the printed secret")
+    }
+
     pub fn create_office(&self, name: &str) -> String {
         self.ok(&["admin", "office", "create", "--name", name])
     }
