@@ -64,7 +64,7 @@ fn bind_case(
 
 /// A case being changed inside a write transaction.
 pub(super) struct Change {
-    pub(super) tx: sqlx::Transaction<'static, Any>,
+    pub(super) tx: super::WriteTx,
     pub(super) case: Case,
     /// The database clock at the start of the change.
     pub(super) now: Timestamp,

@@ -34,6 +34,7 @@ mod reminders;
 mod reprocess;
 mod rows;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -75,6 +76,12 @@ pub(crate) struct Dialect {
     on_connect: Option<&'static str>,
     /// Starts a transaction that will write.
     pub(crate) begin_write: &'static str,
+    /// Whether this process's writers take turns before `begin_write`.
+    /// SQLite has one writer per database: writers that collide wait in its
+    /// busy handler, which sleeps in growing steps, so eight at once run
+    /// far slower than eight in a row. Queuing them in the process instead
+    /// hands the lock on the moment it is free.
+    serialize_writers: bool,
     /// Reads the audit chain head, locking it against a concurrent sealer.
     pub(crate) select_chain_head: &'static str,
     /// Reads a case in scope, locking the row for the rest of the transaction.
@@ -103,6 +110,7 @@ const SQLITE: Dialect = Dialect {
     // Every transaction below relies on it for the serialisation PostgreSQL
     // gets from row locks.
     begin_write: "BEGIN IMMEDIATE",
+    serialize_writers: true,
     select_chain_head: "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
     // BEGIN IMMEDIATE already holds the database's only write lock.
     select_case_for_update: concat!(
@@ -124,6 +132,8 @@ const POSTGRES: Dialect = Dialect {
     // made on a row this transaction has locked, and READ COMMITTED reads
     // that row's latest committed version once the lock is granted.
     begin_write: "BEGIN ISOLATION LEVEL READ COMMITTED",
+    // Row locks let writers of different rows run at once.
+    serialize_writers: false,
     // Two sealers (one per `relay serve`) queue on the head row; the second
     // reads the pending events only once the first has committed, so no
     // event is sealed twice and the chain never forks.
@@ -149,6 +159,39 @@ pub struct SqlCatalog {
     dialect: Dialect,
     /// Service levels given to cases at submission.
     sla: crate::model::SlaPolicy,
+    /// This process's writers' turn, when the dialect serialises them.
+    writer_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction, and (on SQLite) this process's writer turn, held
+/// until it commits or is dropped. Derefs to the connection, as a
+/// transaction does.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl SqlCatalog {
@@ -189,6 +232,7 @@ impl SqlCatalog {
             pool,
             dialect,
             sla: crate::model::SlaPolicy::default(),
+            writer_turn: Arc::default(),
         })
     }
 
@@ -210,8 +254,18 @@ impl SqlCatalog {
         self.pool.close().await;
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, CatalogError> {
-        Ok(self.pool.begin_with(self.dialect.begin_write).await?)
+    /// Starts a write transaction. On SQLite this waits for this process's
+    /// writer turn first (never while holding another `WriteTx`: no
+    /// transaction here opens a second).
+    async fn begin_write(&self) -> Result<WriteTx, CatalogError> {
+        let turn = match self.dialect.serialize_writers {
+            true => Some(self.writer_turn.clone().lock_owned().await),
+            false => None,
+        };
+        Ok(WriteTx {
+            tx: self.pool.begin_with(self.dialect.begin_write).await?,
+            _turn: turn,
+        })
     }
 
     /// The database clock, read inside `conn`'s transaction.
