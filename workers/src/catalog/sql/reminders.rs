@@ -84,6 +84,27 @@ fn cases(rows: &[AnyRow]) -> Result<Vec<Case>, CatalogError> {
     rows.iter().map(rows::case).collect()
 }
 
+/// Tells a case's office of `event` on every channel (in the app, webhook,
+/// e-mail) and audits it as Relay's act.
+async fn tell_office(
+    tx: &mut AnyConnection,
+    ctx: &AuditContext,
+    case: &Case,
+    (event, action): (&str, AuditAction),
+    now: Timestamp,
+) -> Result<(), CatalogError> {
+    notify(tx, case, event, now).await?;
+    enqueue_delivery(tx, case, event, now).await?;
+    record(
+        tx,
+        ctx,
+        action,
+        Some(case.id.to_string()),
+        Some(case.office_id),
+    )
+    .await
+}
+
 async fn enqueue_escalation(
     tx: &mut AnyConnection,
     escalation: &Escalation,
@@ -128,16 +149,8 @@ impl Notices for SqlCatalog {
             .fetch_all(&mut *tx)
             .await?;
         for case in cases(&reminded)? {
-            notify(&mut tx, &case, "report_unacknowledged", now).await?;
-            enqueue_delivery(&mut tx, &case, "report_unacknowledged", now).await?;
-            record(
-                &mut tx,
-                &ctx,
-                AuditAction::CaseRemind,
-                Some(case.id.to_string()),
-                Some(case.office_id),
-            )
-            .await?;
+            let event = ("report_unacknowledged", AuditAction::CaseRemind);
+            tell_office(&mut tx, &ctx, &case, event, now).await?;
             sweep.renotified.push(case.id);
         }
 
@@ -147,16 +160,8 @@ impl Notices for SqlCatalog {
             .fetch_all(&mut *tx)
             .await?;
         for case in cases(&overdue)? {
-            notify(&mut tx, &case, "case_overdue", now).await?;
-            enqueue_delivery(&mut tx, &case, "case_overdue", now).await?;
-            record(
-                &mut tx,
-                &ctx,
-                AuditAction::CaseOverdue,
-                Some(case.id.to_string()),
-                Some(case.office_id),
-            )
-            .await?;
+            let event = ("case_overdue", AuditAction::CaseOverdue);
+            tell_office(&mut tx, &ctx, &case, event, now).await?;
             sweep.overdue.push(case.id);
         }
 
