@@ -111,7 +111,7 @@ pub fn reminder_sweep(
 impl App {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let catalog = open_catalog(config).await?;
-        let blobs = open_blobs(config).await?;
+        let blobs = open_blobs(config, &catalog).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await

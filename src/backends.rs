@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use relay_workers::blob::{BlobError, BlobStore, FsBlobStore, S3BlobStore};
+use relay_workers::blob::{BlobError, BlobStore, FsBlobStore, PlacedBlobStore, S3BlobStore};
+use relay_workers::catalog::Placement;
 use relay_workers::catalog::{CatalogError, PoolSettings, SqlCatalog};
 
 use crate::config::Config;
@@ -46,11 +47,18 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<SqlCatalog>, OpenError>
 /// path, or `s3://bucket/prefix?endpoint=…&region=…` (credentials from the
 /// standard AWS chain; upload spool files in the data directory's `spool/`).
 ///
+/// The store is registered in the catalog, which records it on every blob
+/// this process writes, and read through: a blob it lacks is read from the
+/// store the catalog records for it (one a migration moved it to).
+///
 /// The store is probed once here so that a missing bucket, refused
 /// credentials or an unreachable server are in the log at start; the
 /// process still starts (and `/readyz` reports it), since the store may
 /// come back on its own.
-pub async fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, OpenError> {
+pub async fn open_blobs(
+    config: &Config,
+    catalog: &Arc<SqlCatalog>,
+) -> Result<Arc<dyn BlobStore>, OpenError> {
     let blobs = config.blobs.as_str();
     let store: Arc<dyn BlobStore> = match blobs.split_once("://") {
         Some(("s3", _)) => Arc::new(S3BlobStore::open(blobs, config.data_dir.join("spool")).await?),
@@ -61,7 +69,9 @@ pub async fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, OpenError
     if let Err(error) = store.probe().await {
         tracing::warn!(blobs = %store.describe(), %error, "the blob store is not ready");
     }
-    Ok(store)
+    let id = catalog.register_store(&store.url()).await?;
+    catalog.place_new_blobs_in(id);
+    Ok(Arc::new(PlacedBlobStore::new(store, catalog.clone())))
 }
 
 fn open_fs(path: &str) -> Result<Arc<dyn BlobStore>, OpenError> {

@@ -141,7 +141,7 @@ async fn verify_finds_a_flipped_byte_and_a_deleted_blob() {
     // A dry run reads nothing and reports what it would check.
     let dry = relay.run(&["reprocess", "verify", "--dry-run"]);
     assert!(dry.status.success());
-    assert!(String::from_utf8_lossy(&dry.stderr).contains("would check"));
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("would look at"));
 
     // A filter narrows the walk: DICOM originals and their renditions only.
     let dicom = relay.run(&[
@@ -334,19 +334,22 @@ async fn an_admin_starts_and_watches_a_run_over_the_api() {
     assert_eq!(watched["failures"][0]["key"], key_of(&blobs[0]).as_str());
     let (_, listed) = server.get("/api/v1/admin/reprocess", &admin).await;
     assert_eq!(listed[0]["id"], id.as_str());
-    // Kinds not built yet are refused by name, and bad input says which field.
-    let (status, body) = server
-        .post(
-            "/api/v1/admin/reprocess",
-            &admin,
-            serde_json::json!({"kind": "sweep"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (422, Some("kind")),
-        "{body}"
-    );
+    // Bad input says which field: a migration without a target, an
+    // unknown store, a rate that is not one.
+    for (body, field) in [
+        (serde_json::json!({"kind": "migrate"}), "to"),
+        (
+            serde_json::json!({"kind": "verify", "repair_from": "ftp://replica"}),
+            "repair_from",
+        ),
+    ] {
+        let (status, answer) = server.post("/api/v1/admin/reprocess", &admin, body).await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (422, Some(field)),
+            "{answer}"
+        );
+    }
     let (status, body) = server
         .post(
             "/api/v1/admin/reprocess",

@@ -26,7 +26,14 @@ use crate::config::Config;
 #[derive(Debug, Subcommand)]
 pub enum ReprocessCommand {
     /// Re-hash every blob (originals and renditions) against its key and size.
-    Verify(RunArgs),
+    Verify {
+        #[command(flatten)]
+        run: RunArgs,
+        /// A second store holding replicas (its URL): a missing or corrupt
+        /// blob is replaced by its verified copy from there.
+        #[arg(long, value_name = "STORE_URL")]
+        repair_from: Option<String>,
+    },
     /// Derive again the images whose renditions are missing or older than this
     /// build's derive version (`--all`: every image); the jobs run on the queue.
     Rederive {
@@ -35,6 +42,31 @@ pub enum ReprocessCommand {
         /// Every image, not only stale ones.
         #[arg(long)]
         all: bool,
+    },
+    /// Move every blob to another store (file://DIR or s3://bucket/prefix?…),
+    /// verifying each there before the catalog records it there, while
+    /// servers keep serving. Afterwards, point `blobs` at the new store.
+    Migrate {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The store to move blobs to.
+        #[arg(long, value_name = "STORE_URL")]
+        to: String,
+        /// Remove each blob from its old store once it is verified and
+        /// recorded in the new one (never before).
+        #[arg(long)]
+        delete_source: bool,
+    },
+    /// Remove blobs the store holds that nothing refers to (and stale upload
+    /// spool files), once older than the grace period.
+    Sweep {
+        #[command(flatten)]
+        run: RunArgs,
+        /// How old an unreferenced blob must be, e.g. 24h, 7d. Shorter than
+        /// the longest upload risks nothing (an upload that finds its bytes
+        /// swept stores them again) but wastes its work.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: Duration,
     },
     /// Continue a run that was stopped (Ctrl-C, a crash, a kill) where it stopped.
     Resume {
@@ -85,7 +117,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(&self, all: bool) -> anyhow::Result<RunOptions> {
+    fn options(&self) -> anyhow::Result<RunOptions> {
         if self.concurrency == 0 {
             bail!("--concurrency must be at least 1");
         }
@@ -107,7 +139,7 @@ impl RunArgs {
             rate: self.rate,
             filter: (filter != BlobFilter::default()).then_some(filter),
             dry_run: self.dry_run,
-            all,
+            ..RunOptions::default()
         })
     }
 }
@@ -126,11 +158,38 @@ pub async fn run(config: &Config, command: ReprocessCommand) -> anyhow::Result<E
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(ExitCode::SUCCESS)
         }
-        ReprocessCommand::Verify(args) => {
-            start(config, catalog, RunKind::Verify, &args, false).await
+        ReprocessCommand::Verify { run, repair_from } => {
+            let options = RunOptions {
+                repair_from,
+                ..run.options()?
+            };
+            start(config, catalog, RunKind::Verify, options, &run).await
         }
         ReprocessCommand::Rederive { run, all } => {
-            start(config, catalog, RunKind::Rederive, &run, all).await
+            let options = RunOptions {
+                all,
+                ..run.options()?
+            };
+            start(config, catalog, RunKind::Rederive, options, &run).await
+        }
+        ReprocessCommand::Migrate {
+            run,
+            to,
+            delete_source,
+        } => {
+            let options = RunOptions {
+                to: Some(to),
+                delete_source,
+                ..run.options()?
+            };
+            start(config, catalog, RunKind::Migrate, options, &run).await
+        }
+        ReprocessCommand::Sweep { run, grace } => {
+            let options = RunOptions {
+                grace_secs: Some(grace.as_secs()),
+                ..run.options()?
+            };
+            start(config, catalog, RunKind::Sweep, options, &run).await
         }
         ReprocessCommand::Resume { run_id, report } => {
             let record = catalog.get_run(&run_id).await.with_context(|| {
@@ -140,7 +199,7 @@ pub async fn run(config: &Config, command: ReprocessCommand) -> anyhow::Result<E
                 eprintln!("run {run_id} has already finished");
                 return summary(&record, report.as_deref());
             }
-            let blobs = open_blobs(config).await?;
+            let blobs = open_blobs(config, &catalog).await?;
             eprintln!(
                 "resuming run {run_id} after {} blobs",
                 record.counts.scanned
@@ -155,11 +214,10 @@ async fn start(
     config: &Config,
     catalog: Arc<relay_workers::catalog::SqlCatalog>,
     kind: RunKind,
+    options: RunOptions,
     args: &RunArgs,
-    all: bool,
 ) -> anyhow::Result<ExitCode> {
-    let options = args.options(all)?;
-    let blobs = open_blobs(config).await?;
+    let blobs = open_blobs(config, &catalog).await?;
     let record = catalog.start_run(kind, &options).await?;
     eprintln!(
         "run {} started; if it stops, continue with: relay reprocess resume {}",
@@ -177,7 +235,7 @@ async fn drive(
     report: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let dyn_catalog: Arc<dyn Catalog> = catalog.clone();
-    let total = planned_total(dyn_catalog.as_ref(), &record).await?;
+    let total = planned_total(dyn_catalog.as_ref(), blobs.as_ref(), &record).await?;
     let display = Display::new(total, record.counts.scanned);
     let stop = CancellationToken::new();
     let ctrl_c = {
@@ -212,14 +270,19 @@ async fn drive(
 /// finished and nothing failed.
 fn summary(record: &RunRecord, report: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let c = record.counts;
-    let (verb, what) = match (record.kind, record.options.dry_run) {
-        (RunKind::Rederive, true) => ("would queue derive for", "images"),
-        (RunKind::Rederive, false) => ("looked at", "images"),
-        (_, true) => ("would check", "blobs"),
-        (_, false) => ("checked", "blobs"),
+    let dry = record.options.dry_run;
+    let (verb, what, fixed) = match record.kind {
+        RunKind::Verify => ("checked", "blobs", "repaired"),
+        RunKind::Rederive => ("looked at", "images", "derive queued"),
+        RunKind::Migrate => ("looked at", "blobs", "moved"),
+        RunKind::Sweep => ("listed", "blobs", "removed"),
+    };
+    let (verb, fixed) = match dry {
+        true => ("would look at", format!("would be {fixed}")),
+        false => (verb, fixed.to_owned()),
     };
     eprintln!(
-        "{} {}: {verb} {} {what} ({}), ok {}, fixed {}, failed {}",
+        "{} {}: {verb} {} {what} ({}), ok {}, {fixed} {}, failed {}",
         record.kind.as_str(),
         record.id,
         c.scanned,

@@ -14,7 +14,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bail!("--workers 0 leaves nothing to run; give at least 1");
     }
     let catalog = open_catalog(&config).await?;
-    let blobs = open_blobs(&config).await?;
+    let blobs = open_blobs(&config, &catalog).await?;
     let runner = worker_runner(&catalog, &blobs, &config)?;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(runner.run(stop.clone()));

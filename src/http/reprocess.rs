@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use relay_workers::blob::canonical_url;
 use relay_workers::reprocess::{BlobFilter, Rate, RunKind, RunOptions, RunRecord};
 use relay_workers::stages::ReprocessJob;
 use serde::Deserialize;
@@ -20,7 +21,7 @@ use relay_workers::queue::Job;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
-    /// `verify` or `rederive`.
+    /// `verify`, `rederive`, `migrate` or `sweep`.
     pub kind: RunKind,
     /// Items worked on at once (default 4, at most 64).
     pub concurrency: Option<usize>,
@@ -32,6 +33,17 @@ pub struct StartRun {
     /// `rederive`: every image, not only stale ones.
     #[serde(default)]
     pub all: bool,
+    /// `migrate` (required): the URL of the store to move blobs to.
+    pub to: Option<String>,
+    /// `migrate`: remove each blob from its old store once verified and
+    /// recorded in the new one.
+    #[serde(default)]
+    pub delete_source: bool,
+    /// `verify`: the URL of a store holding replicas to repair from.
+    pub repair_from: Option<String>,
+    /// `sweep`: seconds an unreferenced blob must have been stored before
+    /// it is removed (default one day).
+    pub grace_secs: Option<u64>,
 }
 
 impl JsonBody for StartRun {}
@@ -45,14 +57,24 @@ pub async fn start_run(
     ApiJson(body): ApiJson<StartRun>,
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
     caller.require_admin()?;
-    if !matches!(body.kind, RunKind::Verify | RunKind::Rederive) {
+    if body.kind == RunKind::Migrate && body.to.is_none() {
         return Err(ApiError::InvalidField {
-            field: Some("kind".to_owned()),
-            message: format!(
-                "{} is not available yet; verify and rederive are",
-                body.kind.as_str()
-            ),
+            field: Some("to".to_owned()),
+            message: "a migration needs the URL of the store to move blobs to".to_owned(),
         });
+    }
+    for url in [&body.to, &body.repair_from].into_iter().flatten() {
+        canonical_url(url).map_err(|e| ApiError::InvalidField {
+            field: Some(
+                if Some(url) == body.to.as_ref() {
+                    "to"
+                } else {
+                    "repair_from"
+                }
+                .to_owned(),
+            ),
+            message: e.to_string(),
+        })?;
     }
     let concurrency = body.concurrency.unwrap_or(4);
     if concurrency == 0 || concurrency > 64 {
@@ -76,6 +98,10 @@ pub async fn start_run(
         filter: body.filter,
         dry_run: body.dry_run,
         all: body.all,
+        to: body.to,
+        delete_source: body.delete_source,
+        repair_from: body.repair_from,
+        grace_secs: body.grace_secs,
         ..RunOptions::default()
     };
     let run = state.catalog.start_run(body.kind, &options).await?;

@@ -393,14 +393,48 @@ impl Server {
         content_type: &str,
     ) -> Value {
         let name = fixture_path.rsplit('/').next().unwrap_or(fixture_path);
+        self.upload_bytes(token, case, name, fixture(fixture_path), content_type)
+            .await
+    }
+
+    /// Uploads `bytes` named `name` into a case; requires 201 and returns
+    /// the receipt.
+    pub async fn upload_bytes(
+        &self,
+        token: &str,
+        case: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Value {
         let request = self
             .http
             .post(self.url(&format!("/api/v1/cases/{case}/images?filename={name}")))
             .header("content-type", content_type)
-            .body(fixture(fixture_path));
+            .body(bytes);
         let (status, body) = self.send(request, token).await;
-        assert_eq!(status, 201, "upload of {fixture_path}: {body}");
+        assert_eq!(status, 201, "upload of {name}: {body}");
         body
+    }
+
+    /// The stored bytes of an image: status and body.
+    pub async fn original(&self, token: &str, image: &str) -> (u16, Vec<u8>) {
+        let response = self
+            .http
+            .get(self.url(&format!("/api/v1/images/{image}/original")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default(),
+        )
     }
 
     /// Polls the image until derive has left `pending`; returns it.
@@ -527,4 +561,34 @@ pub async fn count(db: &mut sqlx::SqliteConnection, table: &str) -> i64 {
         .fetch_one(db)
         .await
         .expect("count")
+}
+
+/// `count` real DICOM files in `dir`: the fixtures in turn, each copy with a
+/// SOP Instance UID of its own, so each is a distinct instance (and blob)
+/// with the fixture's real pixel data.
+pub fn dicom_instances(dir: &Path, count: usize) -> Vec<PathBuf> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let fixtures = dicom_fixtures();
+    (0..count)
+        .map(|i| {
+            let source = &fixtures[i % fixtures.len()];
+            let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(source);
+            let mut object = dicom_object::open_file(&full).expect("a fixture DICOM opens");
+            let uid = format!("2.25.{}", 1_000_000_007_u64 * (i as u64 + 1));
+            object.put(DataElement::new(
+                tags::SOP_INSTANCE_UID,
+                VR::UI,
+                PrimitiveValue::from(uid.as_str()),
+            ));
+            let meta = object.meta_mut();
+            meta.media_storage_sop_instance_uid = uid;
+            meta.update_information_group_length();
+            let path = dir.join(format!("instance-{i}.dcm"));
+            object.write_to_file(&path).expect("write an instance");
+            path
+        })
+        .collect()
 }

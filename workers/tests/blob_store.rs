@@ -78,7 +78,7 @@ impl Harness {
     }
 
     async fn put(&self, key: Sha256, bytes: &[u8]) -> Result<Persisted, BlobError> {
-        self.store.put(key, self.spooled(bytes)).await
+        self.store.put(key, &self.spooled(bytes)).await
     }
 
     async fn read(&self, key: &Sha256, offset: u64) -> (u64, Vec<u8>) {
@@ -334,7 +334,7 @@ mod s3_only {
             return;
         };
         let key = Sha256::of(b"the bytes the key promises");
-        let put = store.put(key, spool_in(dir.path(), b"other bytes")).await;
+        let put = store.put(key, &spool_in(dir.path(), b"other bytes")).await;
         match put {
             Err(BlobError::Integrity(e)) => {
                 assert_eq!(e.expected, key);
@@ -352,7 +352,7 @@ mod s3_only {
         };
         let key = Sha256::of(b"not these bytes");
         let put = store
-            .put(key, spool_in(dir.path(), &sample(LARGE, 8)))
+            .put(key, &spool_in(dir.path(), &sample(LARGE, 8)))
             .await;
         assert!(matches!(put, Err(BlobError::Integrity(_))), "{put:?}");
         assert!(!object_exists(&store, &key).await);
@@ -369,10 +369,8 @@ mod s3_only {
         };
         let bytes = sample(LARGE, 9);
         let key = Sha256::of(&bytes);
-        let (a, b) = tokio::join!(
-            store.put(key, spool_in(dir.path(), &bytes)),
-            store.put(key, spool_in(dir.path(), &bytes)),
-        );
+        let (first, second) = (spool_in(dir.path(), &bytes), spool_in(dir.path(), &bytes));
+        let (a, b) = tokio::join!(store.put(key, &first), store.put(key, &second));
         let outcomes = [a.expect("first"), b.expect("second")];
         assert!(outcomes.contains(&Persisted::Created), "{outcomes:?}");
         verify_blob(&store, &key, LARGE as u64)
@@ -392,7 +390,7 @@ mod s3_only {
         let file = spool_in(dir.path(), &bytes);
         let uploading = {
             let store = store.clone();
-            tokio::spawn(async move { store.put(key, file).await })
+            tokio::spawn(async move { store.put(key, &file).await })
         };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         while pending_uploads(&store).await == 0 && !uploading.is_finished() {
@@ -417,7 +415,7 @@ mod s3_only {
             }
             other => panic!("probe: expected unavailable, got {other:?}"),
         }
-        let put = store.put(Sha256::of(b"x"), spool_in(spool, b"x")).await;
+        let put = store.put(Sha256::of(b"x"), &spool_in(spool, b"x")).await;
         assert!(matches!(put, Err(BlobError::Unavailable(_))), "{put:?}");
     }
 
@@ -459,11 +457,12 @@ mod s3_only {
         let url = format!("s3://relay-test?endpoint=http://127.0.0.1:{port}&region=us-east-1");
         let store = S3BlobStore::open(&url, dir.path()).await.expect("opens");
         let key = Sha256::of(b"never");
+        let never = spool_in(dir.path(), b"never");
         let started = std::time::Instant::now();
         let (head, open, put) = tokio::join!(
             store.head(&key),
             store.open(&key, 0),
-            store.put(key, spool_in(dir.path(), b"never")),
+            store.put(key, &never),
         );
         assert!(matches!(head, Err(BlobError::Unavailable(_))), "{head:?}");
         assert!(matches!(open, Err(BlobError::Unavailable(_))), "{open:?}");

@@ -22,12 +22,19 @@ pub enum Persisted {
 /// Makes `temp` (already written) durable at `dest` without overwriting.
 /// Blocking: call from a blocking pool.
 pub fn persist_no_clobber(temp: &tempfile::NamedTempFile, dest: &Path) -> io::Result<Persisted> {
-    temp.as_file().sync_all()?;
+    persist_file_no_clobber(temp.as_file(), temp.path(), dest)
+}
+
+/// [`persist_no_clobber`] for a spool file given by its open handle and its
+/// path (so it can run on a blocking thread while the caller keeps the
+/// file).
+pub fn persist_file_no_clobber(file: &File, path: &Path, dest: &Path) -> io::Result<Persisted> {
+    file.sync_all()?;
     let dir = dest
         .parent()
         .ok_or_else(|| io::Error::other("blob path has no parent directory"))?;
     create_dir_durable(dir)?;
-    match std::fs::hard_link(temp.path(), dest) {
+    match std::fs::hard_link(path, dest) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Persisted::AlreadyPresent),
         Err(e) => return Err(e),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncSeekExt;
 
-use super::{Blob, BlobError, BlobStore, Persisted, persist_no_clobber};
-use crate::model::Sha256;
+use super::{Blob, BlobError, BlobStore, Listed, Persisted, persist_file_no_clobber};
+use crate::model::{Sha256, Timestamp};
 
 /// A blob store rooted at a directory.
 #[derive(Debug, Clone)]
@@ -65,17 +65,15 @@ impl BlobStore for FsBlobStore {
     async fn put(
         &self,
         key: Sha256,
-        file: tempfile::NamedTempFile,
+        file: &tempfile::NamedTempFile,
     ) -> Result<Persisted, BlobError> {
         let dest = self.path_of(&key);
-        tokio::task::spawn_blocking(move || {
-            let outcome = persist_no_clobber(&file, &dest);
-            drop(file); // the link, if made, keeps the bytes
-            outcome
-        })
-        .await
-        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
-        .map_err(BlobError::io)
+        let handle = file.as_file().try_clone().map_err(BlobError::io)?;
+        let path = file.path().to_owned();
+        tokio::task::spawn_blocking(move || persist_file_no_clobber(&handle, &path, &dest))
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+            .map_err(BlobError::io)
     }
 
     async fn open(&self, key: &Sha256, offset: u64) -> Result<Blob, BlobError> {
@@ -137,6 +135,33 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list(&self, after: Option<Sha256>, limit: usize) -> Result<Vec<Listed>, BlobError> {
+        let root = self.root.join("sha256");
+        tokio::task::spawn_blocking(move || list_dir(&root, after, limit))
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+            .map_err(BlobError::io)
+    }
+
+    async fn delete(&self, key: &Sha256) -> Result<bool, BlobError> {
+        let path = self.path_of(key);
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            // The removal must last as the catalog change after it does.
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(true)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        .map_err(BlobError::io)
+    }
+
     fn clean_spool(&self) -> usize {
         self.remove_spool_files()
     }
@@ -156,9 +181,74 @@ impl BlobStore for FsBlobStore {
         .map_err(|source| BlobError::NotWritable { location, source })
     }
 
+    fn url(&self) -> String {
+        super::canonical_url(&self.root.display().to_string())
+            .unwrap_or_else(|_| format!("file://{}", self.root.display()))
+    }
+
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }
+}
+
+/// The blobs under `root` (`ab/cd/<hex>`) after `after`, in key order:
+/// directories are read sorted, and those wholly before `after` skipped.
+fn list_dir(root: &Path, after: Option<Sha256>, limit: usize) -> std::io::Result<Vec<Listed>> {
+    let after_hex = after.map(|k| k.to_hex()).unwrap_or_default();
+    let mut found = Vec::new();
+    for first in sorted_names(root)? {
+        if after_hex.get(0..2).is_some_and(|a| first.as_str() < a) {
+            continue;
+        }
+        for second in sorted_names(&root.join(&first))? {
+            let prefix = format!("{first}{second}");
+            if after_hex.get(0..4).is_some_and(|a| prefix.as_str() < a) {
+                continue;
+            }
+            let dir = root.join(&first).join(&second);
+            for name in sorted_names(&dir)? {
+                if name.as_str() <= after_hex.as_str() {
+                    continue;
+                }
+                // Anything not named by a key is not a blob of ours.
+                let Ok(key) = name.parse::<Sha256>() else {
+                    continue;
+                };
+                let meta = match std::fs::metadata(dir.join(&name)) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let modified = meta
+                    .modified()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                found.push(Listed {
+                    key,
+                    size: meta.len(),
+                    modified: Timestamp::from_millis(modified),
+                });
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn sorted_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -191,14 +281,14 @@ mod tests {
         let key = Sha256::of(b"bytes");
         assert_eq!(
             store
-                .put(key, spooled(&store, b"bytes"))
+                .put(key, &spooled(&store, b"bytes"))
                 .await
                 .expect("put"),
             Persisted::Created
         );
         assert_eq!(
             store
-                .put(key, spooled(&store, b"bytes"))
+                .put(key, &spooled(&store, b"bytes"))
                 .await
                 .expect("put"),
             Persisted::AlreadyPresent

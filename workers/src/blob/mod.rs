@@ -6,12 +6,16 @@
 mod durable;
 mod fs;
 mod memory;
+mod open;
+mod placed;
 mod s3;
 mod verify;
 
-pub use durable::{Persisted, persist_no_clobber};
+pub use durable::{Persisted, persist_file_no_clobber, persist_no_clobber};
 pub use fs::FsBlobStore;
 pub use memory::MemoryBlobStore;
+pub use open::{StoreCache, canonical_url, open_url};
+pub use placed::{BlobLocations, PlacedBlobStore};
 pub use s3::{S3BlobStore, S3Location};
 pub use verify::{IntegrityError, VerifiedStream};
 
@@ -22,7 +26,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-use crate::model::Sha256;
+use crate::model::{Sha256, Timestamp};
 
 /// A blob store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,11 +105,60 @@ impl std::fmt::Debug for Blob {
     }
 }
 
+/// A blob as the store itself lists it (not as the catalog records it):
+/// what `sweep` compares with the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub key: Sha256,
+    pub size: u64,
+    /// When the store last wrote it: an object younger than the sweep's
+    /// grace period may belong to an upload not yet committed.
+    pub modified: Timestamp,
+}
+
 /// Reads a whole blob through its digest check, discarding the bytes: the
 /// proof a partial read (an HTTP range) cannot give on its own. The store
 /// does it the fastest way it knows ([`BlobStore::verify`]).
 pub async fn verify_blob(store: &dyn BlobStore, key: &Sha256, size: u64) -> Result<(), BlobError> {
     store.verify(key, size).await
+}
+
+/// Copies a blob into a new spool file in `dir`, proving on the way that
+/// its bytes are `size` long and hash to `key`.
+pub async fn spool_verified(
+    store: &dyn BlobStore,
+    key: &Sha256,
+    size: u64,
+    dir: &Path,
+) -> Result<tempfile::NamedTempFile, BlobError> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let blob = store.open(key, 0).await?;
+    let mut stream = VerifiedStream::new(blob.reader, *key, size);
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(BlobError::io)?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BlobError::from_stream)?;
+        file.write_all(&chunk).map_err(BlobError::io)?;
+    }
+    Ok(file)
+}
+
+/// Called once the catalog row referring to `key` is committed. When the
+/// put found the bytes already stored, a `sweep` may have removed that
+/// unreferenced copy between the put and the commit (it deletes only under
+/// the blob's catalog lock, which the commit also takes, so by now it has
+/// either seen the reference or finished deleting): put them again.
+pub async fn keep_after_commit(
+    store: &dyn BlobStore,
+    key: Sha256,
+    file: &tempfile::NamedTempFile,
+    persisted: Persisted,
+) -> Result<(), BlobError> {
+    if persisted == Persisted::AlreadyPresent && store.head(&key).await?.is_none() {
+        tracing::warn!(blob = %key, "stored bytes were swept during the upload; storing them again");
+        store.put(key, file).await?;
+    }
+    Ok(())
 }
 
 /// Checks `size` bytes read against `key` and `size`.
@@ -168,8 +221,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// Makes the spooled file's bytes durable under `key` (which must be
     /// their sha256). An existing key is left as it is: same key, same bytes.
-    async fn put(&self, key: Sha256, file: tempfile::NamedTempFile)
-    -> Result<Persisted, BlobError>;
+    /// The caller keeps the spool file (and removes it by dropping it), so
+    /// it can put the bytes again should a sweep remove an existing copy
+    /// before the caller's catalog row refers to it.
+    async fn put(
+        &self,
+        key: Sha256,
+        file: &tempfile::NamedTempFile,
+    ) -> Result<Persisted, BlobError>;
 
     /// Opens a blob for reading from byte `offset`.
     async fn open(&self, key: &Sha256, offset: u64) -> Result<Blob, BlobError>;
@@ -183,12 +242,25 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// The size of a blob, or `None` when it is absent.
     async fn head(&self, key: &Sha256) -> Result<Option<u64>, BlobError>;
 
+    /// Up to `limit` blobs the store holds with keys after `after` (`None`:
+    /// from the first), in key order.
+    async fn list(&self, after: Option<Sha256>, limit: usize) -> Result<Vec<Listed>, BlobError>;
+
+    /// Removes a blob; `false` when it was not there. Only `sweep` and
+    /// `migrate --delete-source` call it, each after proving the bytes are
+    /// unreferenced or safely elsewhere.
+    async fn delete(&self, key: &Sha256) -> Result<bool, BlobError>;
+
     /// Removes upload spool files a crashed run left behind (never
     /// acknowledged); returns how many. Called once at server start.
     fn clean_spool(&self) -> usize;
 
     /// Proves the store can take a durable write right now (for `/readyz`).
     async fn probe(&self) -> Result<(), BlobError>;
+
+    /// The store's canonical URL ([`canonical_url`]): how the catalog
+    /// records where a blob is kept.
+    fn url(&self) -> String;
 
     /// Where the store is, for logs and operators (no secrets).
     fn describe(&self) -> String;

@@ -40,8 +40,8 @@ use base64::Engine;
 
 use self::failure::{Failure, Unavailable};
 pub use self::location::S3Location;
-use super::{Blob, BlobError, BlobStore, Persisted};
-use crate::model::Sha256;
+use super::{Blob, BlobError, BlobStore, Listed, Persisted};
+use crate::model::{Sha256, Timestamp};
 
 /// How long to wait for a TCP (and TLS) connection before calling the
 /// endpoint unreachable.
@@ -78,6 +78,8 @@ pub(crate) fn upload_limit(size: u64) -> Duration {
 pub struct S3BlobStore {
     client: Client,
     location: S3Location,
+    /// As opened: how the catalog names this store.
+    url: String,
     spool: PathBuf,
 }
 
@@ -157,6 +159,7 @@ impl S3BlobStore {
         Ok(Self {
             client: Client::from_conf(config.build()),
             location,
+            url: url.to_owned(),
             spool,
         })
     }
@@ -246,10 +249,10 @@ impl BlobStore for S3BlobStore {
     async fn put(
         &self,
         key: Sha256,
-        file: tempfile::NamedTempFile,
+        file: &tempfile::NamedTempFile,
     ) -> Result<Persisted, BlobError> {
         let size = file.as_file().metadata().map_err(BlobError::io)?.len();
-        let outcome = if size <= self.location.multipart_threshold {
+        if size <= self.location.multipart_threshold {
             self.put_whole(&key, file.path(), size).await
         } else if self.head(&key).await?.is_some() {
             // Already stored: spare sending a large blob again.
@@ -265,9 +268,7 @@ impl BlobStore for S3BlobStore {
                 size,
             )
             .await
-        };
-        drop(file);
-        outcome
+        }
     }
 
     async fn open(&self, key: &Sha256, offset: u64) -> Result<Blob, BlobError> {
@@ -332,6 +333,64 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    /// One ListObjectsV2 page under `<prefix>/sha256/`: its keys sort as
+    /// the blob keys do (`ab/cd/abcd…`), so `start-after` is the cursor.
+    async fn list(&self, after: Option<Sha256>, limit: usize) -> Result<Vec<Listed>, BlobError> {
+        let root = self.location.key("sha256/");
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(&root)
+            .max_keys(i32::try_from(limit.min(1000)).unwrap_or(1000));
+        if let Some(after) = after {
+            request = request.start_after(self.object_key(&after));
+        }
+        let page = request
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
+            .send()
+            .await
+            .map_err(|e| self.fail("list", None, Failure::of(e)))?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                let name = object.key()?.rsplit('/').next()?;
+                let key = name.parse::<Sha256>().ok()?;
+                Some(Listed {
+                    key,
+                    size: object
+                        .size()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(0),
+                    modified: Timestamp::from_millis(
+                        object
+                            .last_modified()
+                            .and_then(|t| t.to_millis().ok())
+                            .unwrap_or(0),
+                    ),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &Sha256) -> Result<bool, BlobError> {
+        if self.head(key).await?.is_none() {
+            return Ok(false);
+        }
+        self.client
+            .delete_object()
+            .bucket(&self.location.bucket)
+            .key(self.object_key(key))
+            .customize()
+            .config_override(answer_within(ANSWER_TIMEOUT))
+            .send()
+            .await
+            .map_err(|e| self.fail("delete", Some(key), Failure::of(e)))?;
+        Ok(true)
+    }
+
     fn clean_spool(&self) -> usize {
         super::remove_spool_files(&self.spool)
     }
@@ -357,6 +416,10 @@ impl BlobStore for S3BlobStore {
             Err(failure) => return Err(self.fail("probe", None, failure)),
         }
         self.probe_write().await
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
     }
 
     fn describe(&self) -> String {

@@ -371,6 +371,9 @@ pub trait Reprocessing: Send + Sync {
         failures: &[Failure],
     ) -> Result<(), CatalogError>;
     async fn finish_run(&self, id: &str) -> Result<RunRecord, CatalogError>;
+    /// Sends a running run's walk back to the start (its counts stay): a
+    /// `migrate` pass over what arrived meanwhile.
+    async fn restart_walk(&self, id: &str) -> Result<(), CatalogError>;
     /// A blob found missing or corrupt: a security event in the audit trail.
     async fn record_blob_problem(
         &self,
@@ -378,6 +381,80 @@ pub trait Reprocessing: Send + Sync {
         blob: &Sha256,
         reason: &str,
     ) -> Result<(), CatalogError>;
+}
+
+/// A blob store as the catalog records it.
+pub type StoreId = i64;
+
+/// A blob and the store its row says holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedBlob {
+    pub sha256: Sha256,
+    pub size: u64,
+    /// The canonical URL of the store holding it.
+    pub store_url: String,
+    pub store: StoreId,
+}
+
+/// What the catalog says of one blob, read under [`Placement::lock_blob`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobStanding {
+    /// No row: bytes in a store that no upload committed (a crash between
+    /// the put and the commit, or an upload still in flight).
+    Unrecorded,
+    /// A row no image or rendition refers to (a rendition replaced by
+    /// `rederive`).
+    Unreferenced { store: StoreId },
+    /// Referred to: never to be removed.
+    Referenced { store: StoreId },
+}
+
+/// A blob's catalog row, locked against every upload and rendition that
+/// would refer to it, until released. What `sweep` holds while it deletes
+/// bytes, so an upload of the same bytes either commits first (and the
+/// blob is kept) or sees them gone and puts them again.
+#[async_trait]
+pub trait BlobGuard: Send {
+    fn standing(&self) -> BlobStanding;
+    /// Deletes the blob's row (when it has one) and lets go.
+    async fn forget(self: Box<Self>) -> Result<(), CatalogError>;
+    /// Lets go, changing nothing.
+    async fn release(self: Box<Self>) -> Result<(), CatalogError>;
+}
+
+/// Which store keeps each blob: what `migrate` changes and reads fall back
+/// on.
+#[async_trait]
+pub trait Placement: Send + Sync {
+    /// Records a store by canonical URL (once) and returns its id. Rows
+    /// written before any store was registered belong to the first one.
+    async fn register_store(&self, url: &str) -> Result<StoreId, CatalogError>;
+    /// Every store ever registered, by id.
+    async fn list_stores(&self) -> Result<Vec<(StoreId, String)>, CatalogError>;
+    /// The canonical URL of the store holding `key`, or `None` without a row.
+    async fn blob_location(&self, key: &Sha256) -> Result<Option<String>, CatalogError>;
+    /// Up to `limit` blobs after `after` not recorded on `target`, in key
+    /// order, each with where it is now.
+    async fn placement_batch(
+        &self,
+        after: &str,
+        limit: u32,
+        filter: &BlobFilter,
+        target: StoreId,
+    ) -> Result<Vec<PlacedBlob>, CatalogError>;
+    /// How many blobs a [`placement_batch`](Self::placement_batch) walk visits.
+    async fn count_not_on(&self, filter: &BlobFilter, target: StoreId)
+    -> Result<u64, CatalogError>;
+    /// Records that `key` is now kept in `to`, if its row still says
+    /// `from`; `false` when it changed meanwhile.
+    async fn move_blob(
+        &self,
+        key: &Sha256,
+        from: StoreId,
+        to: StoreId,
+    ) -> Result<bool, CatalogError>;
+    /// Locks `key`'s row (or its absence) against uploads and renditions.
+    async fn lock_blob(&self, key: &Sha256) -> Result<Box<dyn BlobGuard>, CatalogError>;
 }
 
 /// An office's webhook settings.
@@ -491,7 +568,16 @@ pub trait Queue: Send + Sync {
 /// The whole catalog, as the composition root hands it out.
 #[async_trait]
 pub trait Catalog:
-    Accounts + Cases + Images + Derivatives + Consult + Notices + AuditLog + Queue + Reprocessing
+    Accounts
+    + Cases
+    + Images
+    + Derivatives
+    + Consult
+    + Notices
+    + AuditLog
+    + Queue
+    + Reprocessing
+    + Placement
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;

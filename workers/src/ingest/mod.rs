@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::audit::AuditContext;
-use crate::blob::{BlobError, BlobStore};
+use crate::blob::{BlobError, BlobStore, keep_after_commit};
 use crate::catalog::Catalog;
 use crate::model::{
     CaseId, CaseScope, DeriveState, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
@@ -187,7 +187,7 @@ impl Ingest {
                 .await?;
             (spooled.file, spooled.sha256, spooled.size, metadata)
         };
-        self.blobs.put(stored_sha256, file).await?;
+        let persisted = self.blobs.put(stored_sha256, &file).await?;
         let image = Image {
             id: ImageId::generate(),
             case_id: case,
@@ -207,6 +207,7 @@ impl Ingest {
             attributes: None,
         };
         let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
+        keep_after_commit(self.blobs.as_ref(), stored_sha256, &file, persisted).await?;
         Ok(Ingested { image, created })
     }
 

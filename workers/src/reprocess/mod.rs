@@ -1,6 +1,7 @@
-//! Operators' batch reprocessing: walk every stored blob in key order, in
-//! batches, doing one kind of work on each (today: `verify`), with bounded
-//! concurrency and an optional rate limit so it can run beside live traffic.
+//! Operators' batch reprocessing: walk every stored blob (or image) in key
+//! order, in batches, doing one kind of work on each — `verify`,
+//! `rederive`, `migrate`, `sweep` — with bounded concurrency and an
+//! optional rate limit so it can run beside live traffic.
 //!
 //! Every run is recorded in the catalog with its options, counts and cursor
 //! (the last key of the last finished batch). A run stopped by Ctrl-C, a
@@ -8,8 +9,10 @@
 //! never redone, and at most one batch is done twice.
 
 pub mod execute;
+pub mod migrate;
 pub mod rate;
 pub mod rederive;
+pub mod sweep;
 pub mod verify;
 pub mod walk;
 
@@ -30,7 +33,11 @@ pub enum RunKind {
     /// Queue derive again for images whose renditions are missing or older
     /// than this build's derive version.
     Rederive,
+    /// Copy every blob to another store, verify it there, then record it
+    /// there (and, when asked, remove it from where it was).
     Migrate,
+    /// Remove blobs the store holds that nothing refers to, once older than
+    /// a grace period.
     Sweep,
 }
 
@@ -74,7 +81,26 @@ pub struct RunOptions {
     /// `rederive`: every image, not only stale ones.
     #[serde(default)]
     pub all: bool,
+    /// `migrate`: the URL of the store every blob moves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `migrate`: remove each blob from its old store once it is verified
+    /// on the new one and recorded there (never before).
+    #[serde(default)]
+    pub delete_source: bool,
+    /// `verify`: the URL of a second store holding replicas, copied back
+    /// (verified) over a missing or corrupt blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_from: Option<String>,
+    /// `sweep`: seconds an unreferenced blob must have been stored before
+    /// it is removed (default [`DEFAULT_SWEEP_GRACE`]), so an upload still
+    /// in flight is never swept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_secs: Option<u64>,
 }
+
+/// `sweep`'s grace period unless told otherwise: one day.
+pub const DEFAULT_SWEEP_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -85,6 +111,10 @@ impl Default for RunOptions {
             filter: None,
             dry_run: false,
             all: false,
+            to: None,
+            delete_source: false,
+            repair_from: None,
+            grace_secs: None,
         }
     }
 }
@@ -112,6 +142,26 @@ pub struct BlobFilter {
 pub struct BlobEntry {
     pub sha256: Sha256,
     pub size: u64,
+}
+
+/// A blob as a `sweep` walk sees it: what the store holds.
+impl walk::Walkable for crate::blob::Listed {
+    fn key(&self) -> String {
+        self.key.to_hex()
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// A blob as a `migrate` walk sees it: where it is now.
+impl walk::Walkable for crate::catalog::PlacedBlob {
+    fn key(&self) -> String {
+        self.sha256.to_hex()
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 /// An image as a `rederive` walk sees it.

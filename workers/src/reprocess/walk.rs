@@ -9,8 +9,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Counts, Failure, RateLimiter, RunRecord, RunState};
-use crate::catalog::{Catalog, CatalogError};
+use super::RunError;
+use super::{Counts, Failure, RateLimiter, RunRecord};
+use crate::catalog::Catalog;
 
 /// What the work on one blob came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub enum ItemOutcome {
 
 /// What a walk visits: a blob, an image. Keys order the walk and are the
 /// cursor; the size paces a byte-rate limit.
-pub trait Walkable: Copy {
+pub trait Walkable {
     fn key(&self) -> String;
     fn size(&self) -> u64;
 }
@@ -55,9 +56,10 @@ pub struct Progress {
 }
 
 /// Walks what `source` lists (a batch of items after a key) from the
-/// run's cursor, calling `work` on each, until none are left (the run is
-/// then finished) or `stop` is cancelled (the run stays resumable). Returns
-/// the run as recorded.
+/// run's cursor, calling `work` on each, until none are left or `stop` is
+/// cancelled. Returns the run as recorded, still `running` either way: the
+/// caller finishes it (or, for `migrate`, walks again what arrived
+/// meanwhile).
 pub async fn walk<T, S, SF, W, F>(
     catalog: Arc<dyn Catalog>,
     run: RunRecord,
@@ -65,11 +67,11 @@ pub async fn walk<T, S, SF, W, F>(
     work: W,
     on_progress: impl Fn(Progress),
     stop: CancellationToken,
-) -> Result<RunRecord, CatalogError>
+) -> Result<RunRecord, RunError>
 where
     T: Walkable,
     S: Fn(String, u32) -> SF,
-    SF: Future<Output = Result<Vec<T>, CatalogError>>,
+    SF: Future<Output = Result<Vec<T>, RunError>>,
     W: Fn(T) -> F,
     F: Future<Output = ItemOutcome>,
 {
@@ -81,34 +83,32 @@ where
     while !stop.is_cancelled() {
         let batch = source(cursor.clone(), run.options.batch.max(1)).await?;
         let Some(last) = batch.last().map(Walkable::key) else {
-            return catalog.finish_run(&run.id).await;
+            break;
         };
         let limiter = limiter.as_ref();
         let work = &work;
-        let outcomes: Vec<(T, ItemOutcome)> = futures_util::stream::iter(batch)
+        let outcomes: Vec<(String, u64, ItemOutcome)> = futures_util::stream::iter(batch)
             .map(|entry| async move {
+                let (key, size) = (entry.key(), entry.size());
                 if let Some(limiter) = limiter {
-                    limiter.acquire(entry.size()).await;
+                    limiter.acquire(size).await;
                 }
-                (entry, work(entry).await)
+                (key, size, work(entry).await)
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
         let mut delta = Counts::default();
         let mut failures = Vec::new();
-        for (entry, outcome) in outcomes {
+        for (key, size, outcome) in outcomes {
             delta.scanned += 1;
-            delta.bytes += entry.size();
+            delta.bytes += size;
             match outcome {
                 ItemOutcome::Ok => delta.ok += 1,
                 ItemOutcome::Fixed => delta.fixed += 1,
                 ItemOutcome::Failed(reason) => {
                     delta.failed += 1;
-                    failures.push(Failure {
-                        key: entry.key(),
-                        reason,
-                    });
+                    failures.push(Failure { key, reason });
                 }
             }
         }
@@ -120,7 +120,5 @@ where
         cursor = last;
         on_progress(Progress { counts });
     }
-    let stopped = catalog.get_run(&run.id).await?;
-    debug_assert_eq!(stopped.state, RunState::Running);
-    Ok(stopped)
+    Ok(catalog.get_run(&run.id).await?)
 }

@@ -8,11 +8,10 @@
 
 use std::io::Write;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::StageDeps;
-use crate::blob::{BlobError, VerifiedStream};
+use crate::blob::{BlobError, Persisted, keep_after_commit, spool_verified};
 use crate::catalog::CatalogError;
 use crate::derive::dicom::{derive_dicom, render_frame};
 use crate::derive::photo::derive_photo;
@@ -67,11 +66,16 @@ pub async fn derive(deps: &StageDeps, job: DeriveJob) -> Result<(), JobError> {
         .await
         .map_err(|e| JobError::from(RenderError::from(e)))?;
     match render_all(deps, &image).await {
-        Ok(result) => {
+        Ok((result, spooled)) => {
             deps.catalog
                 .record_derive(image.id, &result)
                 .await
                 .map_err(|e| JobError::from(RenderError::from(e)))?;
+            for kept in &spooled {
+                kept.keep(deps)
+                    .await
+                    .map_err(|e| JobError::from(RenderError::from(e)))?;
+            }
             tracing::info!(image.id = %image.id, renditions = result.renditions.len(), "derived");
             Ok(())
         }
@@ -96,7 +100,10 @@ pub async fn derive(deps: &StageDeps, job: DeriveJob) -> Result<(), JobError> {
     }
 }
 
-async fn render_all(deps: &StageDeps, image: &Image) -> Result<DeriveResult, RenderError> {
+async fn render_all(
+    deps: &StageDeps,
+    image: &Image,
+) -> Result<(DeriveResult, Vec<Spooled>), RenderError> {
     let original = copy_verified(deps, image).await?;
     let media = image.media_type;
     let limits = DeriveLimits::default();
@@ -120,15 +127,19 @@ async fn render_all(deps: &StageDeps, image: &Image) -> Result<DeriveResult, Ren
         .await
         .map_err(|e| RenderError::Worker(e.to_string()))??;
     let mut stored = Vec::with_capacity(renditions.len());
+    let mut spooled = Vec::with_capacity(renditions.len());
     for rendition in renditions {
-        stored.push(store(deps, image.id, &rendition, 0, "").await?);
+        let (derivative, kept) = store(deps, image.id, &rendition, 0, "").await?;
+        stored.push(derivative);
+        spooled.push(kept);
     }
-    Ok(DeriveResult {
+    let result = DeriveResult {
         version: DERIVE_VERSION,
         attributes,
         frames,
         renditions: stored,
-    })
+    };
+    Ok((result, spooled))
 }
 
 /// A DICOM frame with a requested (or the default) window: made on first
@@ -159,8 +170,9 @@ pub async fn rendered_frame(
     })
     .await
     .map_err(|e| RenderError::Worker(e.to_string()))??;
-    let derivative = store(deps, image.id, &rendition, frame, &voi).await?;
+    let (derivative, kept) = store(deps, image.id, &rendition, frame, &voi).await?;
     deps.catalog.record_rendition(&derivative).await?;
+    kept.keep(deps).await?;
     Ok(derivative)
 }
 
@@ -169,15 +181,29 @@ async fn copy_verified(
     deps: &StageDeps,
     image: &Image,
 ) -> Result<tempfile::NamedTempFile, RenderError> {
-    let blob = deps.blobs.open(&image.stored_sha256, 0).await?;
-    let mut stream = VerifiedStream::new(blob.reader, image.stored_sha256, image.stored_size);
-    let mut file =
-        tempfile::NamedTempFile::new_in(deps.blobs.spool_dir()).map_err(BlobError::io)?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(BlobError::from_stream)?;
-        file.write_all(&chunk).map_err(BlobError::io)?;
+    let spool = deps.blobs.spool_dir();
+    Ok(spool_verified(
+        deps.blobs.as_ref(),
+        &image.stored_sha256,
+        image.stored_size,
+        spool,
+    )
+    .await?)
+}
+
+/// A stored rendition's spool file, kept until its row is committed.
+struct Spooled {
+    sha256: Sha256,
+    file: tempfile::NamedTempFile,
+    persisted: Persisted,
+}
+
+impl Spooled {
+    /// Puts the bytes again should a sweep have removed an existing copy
+    /// before the rendition's row referred to it.
+    async fn keep(&self, deps: &StageDeps) -> Result<(), BlobError> {
+        keep_after_commit(deps.blobs.as_ref(), self.sha256, &self.file, self.persisted).await
     }
-    Ok(file)
 }
 
 /// Stores a rendition as a blob and describes it.
@@ -187,13 +213,18 @@ async fn store(
     rendition: &Rendition,
     frame: u32,
     voi: &str,
-) -> Result<Derivative, RenderError> {
+) -> Result<(Derivative, Spooled), RenderError> {
     let sha256 = Sha256::of(&rendition.bytes);
     let mut file =
         tempfile::NamedTempFile::new_in(deps.blobs.spool_dir()).map_err(BlobError::io)?;
     file.write_all(&rendition.bytes).map_err(BlobError::io)?;
-    deps.blobs.put(sha256, file).await?;
-    Ok(Derivative {
+    let persisted = deps.blobs.put(sha256, &file).await?;
+    let spooled = Spooled {
+        sha256,
+        file,
+        persisted,
+    };
+    let derivative = Derivative {
         image_id: image,
         kind: rendition.kind.as_str().to_owned(),
         frame,
@@ -205,7 +236,8 @@ async fn store(
         width: rendition.width,
         height: rendition.height,
         created_at: Timestamp::now(),
-    })
+    };
+    Ok((derivative, spooled))
 }
 
 #[cfg(test)]

@@ -38,9 +38,9 @@ pub async fn reprocess(deps: &StageDeps, job: ReprocessJob) -> Result<(), JobErr
         CancellationToken::new(),
     )
     .await
-    .map_err(|e| match e {
-        RunError::NotYetAvailable(_) => JobError::Fatal(e.to_string()),
-        RunError::Catalog(_) => JobError::Retryable(e.to_string()),
+    .map_err(|e: RunError| match e.is_transient() {
+        true => JobError::Retryable(e.to_string()),
+        false => JobError::Fatal(e.to_string()),
     })?;
     tracing::info!(
         run.id = %finished.id,

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::SqlCatalog;
 use super::images::{image, image_columns};
+use super::{SqlCatalog, placement};
 use crate::catalog::{CatalogError, Derivatives};
 use crate::model::{Derivative, DeriveResult, DeriveState, Image, ImageId, Timestamp};
 
@@ -46,6 +46,7 @@ fn derivative(row: &AnyRow) -> Result<Derivative, CatalogError> {
 /// and never deadlock. `ON CONFLICT` makes the loser's insert a no-op (a
 /// blob) or an update (a rendition) instead of a unique violation.
 async fn upsert(
+    catalog: &SqlCatalog,
     conn: &mut sqlx::AnyConnection,
     renditions: &[&Derivative],
 ) -> Result<(), CatalogError> {
@@ -55,10 +56,13 @@ async fn upsert(
     blobs.sort_by_key(|d| *d.sha256.as_bytes());
     blobs.dedup_by_key(|d| *d.sha256.as_bytes());
     for d in blobs {
-        sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
-            .bind(d.sha256.to_hex())
+        let hex = d.sha256.to_hex();
+        placement::lock_key(catalog, &mut *conn, &hex).await?;
+        sqlx::query("INSERT INTO blobs (sha256, size, created_at, store_id) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING")
+            .bind(hex)
             .bind(size(d)?)
             .bind(d.created_at.as_millis())
+            .bind(catalog.home_store.get().copied())
             .execute(&mut *conn)
             .await?;
     }
@@ -112,7 +116,7 @@ impl Derivatives for SqlCatalog {
         result: &DeriveResult,
     ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        upsert(&mut tx, &result.renditions.iter().collect::<Vec<_>>()).await?;
+        upsert(self, &mut tx, &result.renditions.iter().collect::<Vec<_>>()).await?;
         let uid = |key: &str| {
             result
                 .attributes
@@ -155,7 +159,7 @@ impl Derivatives for SqlCatalog {
 
     async fn record_rendition(&self, rendition: &Derivative) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        upsert(&mut tx, &[rendition]).await?;
+        upsert(self, &mut tx, &[rendition]).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::SqlCatalog;
 use super::audit::record;
 use super::cases::fetch_scoped;
+use super::{SqlCatalog, placement};
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CatalogError, Images, UploadTarget};
 use crate::model::{
@@ -153,7 +153,7 @@ impl Images for SqlCatalog {
             Some(row) => (image(&row)?, false),
             None => {
                 let now = self.db_now(&mut tx).await?;
-                insert_image(&mut tx, self.dialect.queue.enqueue, new, now).await?;
+                insert_image(self, &mut tx, new, now).await?;
                 (new.clone(), true)
             }
         };
@@ -255,8 +255,8 @@ impl Images for SqlCatalog {
 /// Inserts the image, its blob row and its `derive` job. `enqueue` is the
 /// dialect's job insert, so the job is ready by the database clock.
 async fn insert_image(
+    catalog: &SqlCatalog,
     tx: &mut sqlx::AnyConnection,
-    enqueue: &'static str,
     image: &Image,
     now: Timestamp,
 ) -> Result<(), CatalogError> {
@@ -264,10 +264,13 @@ async fn insert_image(
     // Many images may share a blob. On PostgreSQL two transactions inserting
     // the same key meet on the primary key: the second waits for the first
     // to commit, then does nothing.
-    sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
-        .bind(image.stored_sha256.to_hex())
+    let hex = image.stored_sha256.to_hex();
+    placement::lock_key(catalog, &mut *tx, &hex).await?;
+    sqlx::query("INSERT INTO blobs (sha256, size, created_at, store_id) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING")
+        .bind(hex)
         .bind(size(image.stored_size)?)
         .bind(now.as_millis())
+        .bind(catalog.home_store.get().copied())
         .execute(&mut *tx)
         .await?;
     sqlx::query(
@@ -289,7 +292,7 @@ async fn insert_image(
     .bind(image.received_at.as_millis())
     .execute(&mut *tx)
     .await?;
-    sqlx::query_scalar::<_, i64>(enqueue)
+    sqlx::query_scalar::<_, i64>(catalog.dialect.queue.enqueue)
         .bind("derive")
         .bind(serde_json::json!({ "image_id": image.id }).to_string())
         .bind(DERIVE_MAX_ATTEMPTS)

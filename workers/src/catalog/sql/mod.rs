@@ -29,6 +29,7 @@ mod cases;
 mod consult;
 mod derivatives;
 mod images;
+mod placement;
 mod queue;
 mod reminders;
 mod reprocess;
@@ -91,6 +92,9 @@ pub(crate) struct Dialect {
     /// The database clock, in epoch milliseconds: leases and service levels
     /// are timed by it, so processes with skewed clocks agree.
     pub(crate) select_now: &'static str,
+    /// Locks one blob key (`$1`, hex) for the rest of the transaction, where
+    /// the write transaction alone does not.
+    pub(crate) lock_blob: Option<&'static str>,
 }
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -121,6 +125,7 @@ const SQLITE: Dialect = Dialect {
     ),
     queue: &queue::SQLITE_QUEUE,
     select_now: concat!("SELECT ", queue::sqlite_now!()),
+    lock_blob: None,
 };
 
 const POSTGRES: Dialect = Dialect {
@@ -150,6 +155,8 @@ const POSTGRES: Dialect = Dialect {
     ),
     queue: &queue::POSTGRES_QUEUE,
     select_now: concat!("SELECT ", queue::postgres_now!()),
+    // Transaction-scoped: released at commit or rollback, never leaked.
+    lock_blob: Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"),
 };
 
 /// The catalog on a SQL database.
@@ -161,6 +168,9 @@ pub struct SqlCatalog {
     sla: crate::model::SlaPolicy,
     /// This process's writers' turn, when the dialect serialises them.
     writer_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The store this process writes blobs to, once registered: recorded
+    /// on every blob row it inserts.
+    home_store: Arc<std::sync::OnceLock<i64>>,
 }
 
 /// A write transaction, and (on SQLite) this process's writer turn, held
@@ -233,6 +243,7 @@ impl SqlCatalog {
             dialect,
             sla: crate::model::SlaPolicy::default(),
             writer_turn: Arc::default(),
+            home_store: Arc::default(),
         })
     }
 

@@ -36,6 +36,7 @@ macro_rules! blob_filter {
              WHERE i.media_type = $5))"
     };
 }
+pub(super) use blob_filter;
 
 const BLOB_BATCH: &str = concat!(
     "SELECT sha256, size FROM blobs WHERE sha256 > $1 AND ",
@@ -117,7 +118,7 @@ fn signed(n: u64) -> i64 {
 }
 
 /// Binds a filter as `$2`…`$5` of [`blob_filter!`].
-fn filter_args(filter: &BlobFilter) -> (i64, i64, Option<String>, Option<String>) {
+pub(super) fn filter_args(filter: &BlobFilter) -> (i64, i64, Option<String>, Option<String>) {
     (
         filter.since.map_or(i64::MIN, |t| t.as_millis()),
         filter.until.map_or(i64::MAX, |t| t.as_millis()),
@@ -343,6 +344,16 @@ impl Reprocessing for SqlCatalog {
         .await?;
         tx.commit().await?;
         self.get_run(id).await
+    }
+
+    async fn restart_walk(&self, id: &str) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE reprocess_runs SET cursor = NULL WHERE id = $1 AND state = 'running'")
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_blob_problem(
