@@ -167,11 +167,11 @@ impl Placement for SqlCatalog {
         let sql = concat!(
             "SELECT ",
             store_of!(),
-            ", (EXISTS (SELECT 1 FROM images WHERE stored_sha256 = $1) \
-               OR EXISTS (SELECT 1 FROM derivatives WHERE sha256 = $1)) \
+            ", CASE WHEN EXISTS (SELECT 1 FROM images WHERE stored_sha256 = $1) \
+               OR EXISTS (SELECT 1 FROM derivatives WHERE sha256 = $1) THEN 1 ELSE 0 END \
              FROM blobs WHERE sha256 = $1"
         );
-        let row: Option<(Option<i64>, bool)> = sqlx::query_as(sql)
+        let row: Option<(Option<i64>, i64)> = sqlx::query_as(sql)
             .bind(hex.clone())
             .fetch_optional(&mut *tx)
             .await?;
@@ -179,7 +179,7 @@ impl Placement for SqlCatalog {
             None => BlobStanding::Unrecorded,
             Some((store, referenced)) => {
                 let store = store.unwrap_or_default();
-                if referenced {
+                if referenced == 1 {
                     BlobStanding::Referenced { store }
                 } else {
                     BlobStanding::Unreferenced { store }
