@@ -18,9 +18,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use relay_workers::blob::{
-    BlobError, BlobStore, FsBlobStore, MemoryBlobStore, Persisted, S3BlobStore, verify_blob,
+    BlobError, BlobStore, FsBlobStore, Listed, MemoryBlobStore, Persisted, S3BlobStore,
+    keep_after_commit, verify_blob,
 };
-use relay_workers::model::Sha256;
+use relay_workers::model::{Sha256, Timestamp};
 use relay_workers::testing;
 use tokio::io::AsyncReadExt;
 
@@ -274,6 +275,127 @@ async fn a_working_store_passes_its_probe(h: Harness) {
     assert!(!h.store.describe().is_empty());
 }
 
+/// Keys and sizes, as `list` gives them.
+fn keys_and_sizes(listed: &[Listed]) -> Vec<(Sha256, u64)> {
+    listed.iter().map(|l| (l.key, l.size)).collect()
+}
+
+/// What `sweep` walks: every blob the store holds, in key order, a page at
+/// a time, each with its size and when it was written.
+async fn list_gives_every_blob_in_key_order_a_page_at_a_time(h: Harness) {
+    assert!(
+        h.store.list(None, 10).await.expect("list").is_empty(),
+        "an empty store lists nothing"
+    );
+    let mut stored = Vec::new();
+    for n in 0..7u8 {
+        let bytes = sample(100 + usize::from(n) * 13, 20 + n);
+        let key = Sha256::of(&bytes);
+        assert_eq!(h.put(key, &bytes).await.expect("put"), Persisted::Created);
+        stored.push((key, bytes.len() as u64));
+    }
+    stored.sort();
+
+    let all = h.store.list(None, 100).await.expect("list");
+    assert_eq!(keys_and_sizes(&all), stored, "what was put, in key order");
+    let now = Timestamp::now().as_millis();
+    for listed in &all {
+        let age = now - listed.modified.as_millis();
+        assert!(
+            age.abs() < 60_000,
+            "{} modified {age} ms before now",
+            listed.key
+        );
+    }
+
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = h.store.list(after, 3).await.expect("page");
+        assert!(page.len() <= 3, "a page holds at most its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.key);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "the pages add up to the whole listing");
+
+    // After a stored key, and after keys nobody stored (spread over the key
+    // space): exactly the later keys.
+    let probes = stored
+        .iter()
+        .map(|(key, _)| *key)
+        .chain((0..8u8).map(|n| Sha256::of(&[n, 0xa5])))
+        .chain([Sha256::from_bytes([0; 32]), Sha256::from_bytes([0xff; 32])]);
+    for after in probes {
+        let want: Vec<_> = stored.iter().copied().filter(|(k, _)| *k > after).collect();
+        let got = h.store.list(Some(after), 100).await.expect("list after");
+        assert_eq!(keys_and_sizes(&got), want, "after {after}");
+    }
+}
+
+async fn delete_removes_a_blob_and_reports_an_absent_one(h: Harness) {
+    let kept = sample(200, 30);
+    let gone = sample(300, 31);
+    let (kept_key, gone_key) = (Sha256::of(&kept), Sha256::of(&gone));
+    h.put(kept_key, &kept).await.expect("put");
+    h.put(gone_key, &gone).await.expect("put");
+
+    assert!(h.store.delete(&gone_key).await.expect("delete"));
+    assert_eq!(h.store.head(&gone_key).await.expect("head"), None);
+    assert!(matches!(
+        h.store.open(&gone_key, 0).await,
+        Err(BlobError::Missing(k)) if k == gone_key
+    ));
+    let listed = h.store.list(None, 100).await.expect("list");
+    assert_eq!(keys_and_sizes(&listed), vec![(kept_key, 200)]);
+    assert!(
+        !h.store.delete(&gone_key).await.expect("delete again"),
+        "already gone"
+    );
+    assert!(
+        !h.store
+            .delete(&Sha256::of(b"never stored"))
+            .await
+            .expect("delete absent"),
+        "never there"
+    );
+    assert_eq!(h.read(&kept_key, 0).await, (200, kept), "the other stays");
+    // Deleted bytes can be put again.
+    assert_eq!(
+        h.put(gone_key, &gone).await.expect("put again"),
+        Persisted::Created
+    );
+    assert_eq!(h.read(&gone_key, 0).await, (300, gone));
+}
+
+/// An upload whose put found the bytes already there, and a sweep that
+/// removed them before the upload's row was committed: the upload puts its
+/// own copy back.
+async fn bytes_swept_during_an_upload_are_put_back_after_its_commit(h: Harness) {
+    let bytes = sample(700, 40);
+    let key = Sha256::of(&bytes);
+    assert_eq!(h.put(key, &bytes).await.expect("put"), Persisted::Created);
+    let file = h.spooled(&bytes);
+    let persisted = h.store.put(key, &file).await.expect("second put");
+    assert_eq!(persisted, Persisted::AlreadyPresent);
+    assert!(h.store.delete(&key).await.expect("swept"));
+
+    keep_after_commit(h.store.as_ref(), key, &file, persisted)
+        .await
+        .expect("kept");
+    assert_eq!(h.store.head(&key).await.expect("head"), Some(700));
+    verify_blob(h.store.as_ref(), &key, 700)
+        .await
+        .expect("verifies");
+    assert_eq!(h.read(&key, 0).await, (700, bytes));
+    // Still there: nothing to do.
+    keep_after_commit(h.store.as_ref(), key, &file, persisted)
+        .await
+        .expect("kept again");
+    let listed = h.store.list(None, 10).await.expect("list");
+    assert_eq!(keys_and_sizes(&listed), vec![(key, 700)]);
+}
+
 macro_rules! conformance {
     ($($promise:ident),* $(,)?) => {
         mod fs { $( #[tokio::test] async fn $promise() {
@@ -298,6 +420,9 @@ conformance!(
     a_large_blob_goes_up_and_reads_back_verified,
     leftover_spool_files_are_cleaned,
     a_working_store_passes_its_probe,
+    list_gives_every_blob_in_key_order_a_page_at_a_time,
+    delete_removes_a_blob_and_reports_an_absent_one,
+    bytes_swept_during_an_upload_are_put_back_after_its_commit,
 );
 
 // ------------------------------------------------------------- S3 only

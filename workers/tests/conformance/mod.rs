@@ -13,5 +13,6 @@ mod consult;
 mod images;
 mod leases;
 mod outage;
+mod placement;
 mod queue;
 mod reprocess;
