@@ -171,7 +171,10 @@ async fn main() {
     let home = format!("file://{}", relay.data_dir().join("blobs").display());
     let away = format!("file://{}", relay.dir().join("blobs-away").display());
     let (mut base, mut verifies, mut migrations) = (Vec::new(), Vec::new(), Vec::new());
-    let dirs = [relay.data_dir().join("blobs"), relay.dir().join("blobs-away")];
+    let dirs = [
+        relay.data_dir().join("blobs"),
+        relay.dir().join("blobs-away"),
+    ];
     for turn in 0..3 {
         // The blobs are where the last migration put them.
         let here = support::files_under(&dirs[turn % 2].join("sha256"));

@@ -299,41 +299,79 @@ async fn rederive_rebuilds_exactly_the_stale_images() {
     assert_eq!(thumbs, 1, "the lost thumbnail is back");
 }
 
-/// An administrator starts a run over the API and watches it; a worker
-/// carries it out through the job queue.
+/// An administrator starts a run over the API, split in three, and watches
+/// it; the server's worker and a separate `relay worker` carry the parts
+/// out through the job queue, each part a range of keys, together every
+/// blob once.
 #[tokio::test]
 async fn an_admin_starts_and_watches_a_run_over_the_api() {
     let (relay, blobs) = stocked().await;
     std::fs::remove_file(&blobs[0]).expect("lose a blob");
     let admin = relay.admin_token();
     let server = relay.start();
-    let (status, run) = server
+    let worker = relay.start_worker(&[]);
+    let (status, runs) = server
         .post(
             "/api/v1/admin/reprocess",
             &admin,
-            serde_json::json!({"kind": "verify", "concurrency": 2, "rate": "500/s"}),
+            serde_json::json!({"kind": "verify", "concurrency": 2, "rate": "500/s", "shards": 3}),
         )
         .await;
-    assert_eq!(status, 202, "{run}");
-    let id = run["id"].as_str().expect("id").to_owned();
-    let mut watched = Value::Null;
-    for _ in 0..300 {
-        let (status, body) = server
-            .get(&format!("/api/v1/admin/reprocess/{id}"), &admin)
-            .await;
-        assert_eq!(status, 200);
-        watched = body;
-        if watched["state"] == "finished" {
-            break;
+    assert_eq!(status, 202, "{runs}");
+    let ids: Vec<String> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let mut watched = Vec::new();
+    for id in &ids {
+        let mut run = Value::Null;
+        for _ in 0..300 {
+            let (status, body) = server
+                .get(&format!("/api/v1/admin/reprocess/{id}"), &admin)
+                .await;
+            assert_eq!(status, 200);
+            run = body;
+            if run["state"] == "finished" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(run["state"], "finished", "{run}");
+        watched.push(run);
     }
-    assert_eq!(watched["state"], "finished", "{watched}");
-    assert_eq!(watched["counts"]["scanned"], blobs.len());
-    assert_eq!(watched["counts"]["failed"], 1);
-    assert_eq!(watched["failures"][0]["key"], key_of(&blobs[0]).as_str());
+    worker.stop();
+    let total = |field: &str| -> u64 {
+        watched
+            .iter()
+            .map(|r| r["counts"][field].as_u64().expect("count"))
+            .sum()
+    };
+    assert_eq!(
+        total("scanned"),
+        blobs.len() as u64,
+        "each blob in one part"
+    );
+    assert_eq!(total("failed"), 1);
+    let failure = watched
+        .iter()
+        .find_map(|r| r["failures"].as_array().and_then(|f| f.first()).cloned())
+        .expect("the lost blob is reported");
+    assert_eq!(failure["key"], key_of(&blobs[0]).as_str());
     let (_, listed) = server.get("/api/v1/admin/reprocess", &admin).await;
-    assert_eq!(listed[0]["id"], id.as_str());
+    let mut recent: Vec<&str> = listed
+        .as_array()
+        .expect("runs")
+        .iter()
+        .take(3)
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    recent.sort_unstable();
+    let mut started: Vec<&str> = ids.iter().map(String::as_str).collect();
+    started.sort_unstable();
+    assert_eq!(recent, started);
     // Bad input says which field: a migration without a target, an
     // unknown store, a rate that is not one.
     for (body, field) in [
@@ -341,6 +379,10 @@ async fn an_admin_starts_and_watches_a_run_over_the_api() {
         (
             serde_json::json!({"kind": "verify", "repair_from": "ftp://replica"}),
             "repair_from",
+        ),
+        (
+            serde_json::json!({"kind": "rederive", "shards": 2}),
+            "shards",
         ),
     ] {
         let (status, answer) = server.post("/api/v1/admin/reprocess", &admin, body).await;

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use relay_workers::blob::canonical_url;
-use relay_workers::reprocess::{BlobFilter, Rate, RunKind, RunOptions, RunRecord};
+use relay_workers::reprocess::{BlobFilter, Rate, RunKind, RunOptions, RunRecord, Shard};
 use relay_workers::stages::ReprocessJob;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -44,18 +44,23 @@ pub struct StartRun {
     /// `sweep`: seconds an unreferenced blob must have been stored before
     /// it is removed (default one day).
     pub grace_secs: Option<u64>,
+    /// `verify`, `migrate`, `sweep`: split the run into this many runs, one
+    /// per range of blob keys, each its own job, so as many workers carry
+    /// it out at once (default 1, at most 64).
+    pub shards: Option<u32>,
 }
 
 impl JsonBody for StartRun {}
 
-/// `POST /api/v1/admin/reprocess`: records the run and queues it.
+/// `POST /api/v1/admin/reprocess`: records the run (or its shards) and
+/// queues each.
 #[utoipa::path(post, path = "/api/v1/admin/reprocess", tag = "admin", request_body = StartRun, security(("bearer" = [])),
-    responses((status = 202, body = RunRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, description = "The runs queued: one, or one per shard", body = Vec<RunRecord>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<StartRun>,
-) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
+) -> Result<(StatusCode, Json<Vec<RunRecord>>), ApiError> {
     caller.require_admin()?;
     if body.kind == RunKind::Migrate && body.to.is_none() {
         return Err(ApiError::InvalidField {
@@ -75,6 +80,16 @@ pub async fn start_run(
             ),
             message: e.to_string(),
         })?;
+    }
+    let shards = body.shards.unwrap_or(1);
+    if shards == 0 || shards > Shard::MAX || (shards > 1 && body.kind == RunKind::Rederive) {
+        return Err(ApiError::InvalidField {
+            field: Some("shards".to_owned()),
+            message: format!(
+                "shards must be between 1 and {} (rederive is spread over the workers by its derive jobs)",
+                Shard::MAX
+            ),
+        });
     }
     let concurrency = body.concurrency.unwrap_or(4);
     if concurrency == 0 || concurrency > 64 {
@@ -104,18 +119,26 @@ pub async fn start_run(
         grace_secs: body.grace_secs,
         ..RunOptions::default()
     };
-    let run = state.catalog.start_run(body.kind, &options).await?;
-    let job = serde_json::to_value(ReprocessJob {
-        run_id: run.id.clone(),
-    })
-    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    state
-        .catalog
-        .enqueue(ReprocessJob::KIND, &job, ReprocessJob::MAX_ATTEMPTS)
-        .await?;
+    let mut runs = Vec::with_capacity(shards as usize);
+    for index in 0..shards {
+        let options = RunOptions {
+            shard: (shards > 1).then_some(Shard { index, of: shards }),
+            ..options.clone()
+        };
+        let run = state.catalog.start_run(body.kind, &options).await?;
+        let job = serde_json::to_value(ReprocessJob {
+            run_id: run.id.clone(),
+        })
+        .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        state
+            .catalog
+            .enqueue(ReprocessJob::KIND, &job, ReprocessJob::MAX_ATTEMPTS)
+            .await?;
+        tracing::info!(run.id = %run.id, kind = body.kind.as_str(), "reprocess run queued");
+        runs.push(run);
+    }
     state.work_queued();
-    tracing::info!(run.id = %run.id, kind = body.kind.as_str(), "reprocess run queued");
-    Ok((StatusCode::ACCEPTED, Json(run)))
+    Ok((StatusCode::ACCEPTED, Json(runs)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

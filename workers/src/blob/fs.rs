@@ -196,6 +196,9 @@ impl BlobStore for FsBlobStore {
 fn list_dir(root: &Path, after: Option<Sha256>, limit: usize) -> std::io::Result<Vec<Listed>> {
     let after_hex = after.map(|k| k.to_hex()).unwrap_or_default();
     let mut found = Vec::new();
+    if limit == 0 {
+        return Ok(found);
+    }
     for first in sorted_names(root)? {
         if after_hex.get(0..2).is_some_and(|a| first.as_str() < a) {
             continue;

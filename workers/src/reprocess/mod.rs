@@ -97,6 +97,41 @@ pub struct RunOptions {
     /// in flight is never swept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_secs: Option<u64>,
+    /// One part of a run split across workers (blob kinds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` (from 0) of `of` parts of the blob key space: each part a
+/// contiguous range of first key bytes, so its walk is a keyset walk too,
+/// and parts run as separate runs on as many workers at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Shard {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Shard {
+    /// The most parts a run may be split into.
+    pub const MAX: u32 = 64;
+
+    /// Keys of this part are above `lower` (a key prefix: every 64-digit
+    /// key starting at or after it sorts after it) and below `upper`
+    /// (none for the last part).
+    pub fn bounds(&self) -> (String, Option<String>) {
+        let at = |i: u32| 256 * i / self.of.max(1);
+        let lower = match self.index {
+            0 => String::new(),
+            i => format!("{:02x}", at(i)),
+        };
+        let upper = (self.index + 1 < self.of).then(|| format!("{:02x}", at(self.index + 1)));
+        (lower, upper)
+    }
+
+    /// Whether `key` (hex) falls below this part's upper bound.
+    pub fn below_upper(&self, key: &str) -> bool {
+        self.bounds().1.is_none_or(|upper| key < upper.as_str())
+    }
 }
 
 /// `sweep`'s grace period unless told otherwise: one day.
@@ -115,6 +150,7 @@ impl Default for RunOptions {
             delete_source: false,
             repair_from: None,
             grace_secs: None,
+            shard: None,
         }
     }
 }
@@ -245,6 +281,27 @@ mod tests {
             assert_eq!(RunKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(RunKind::parse("scrub"), None);
+    }
+
+    #[test]
+    fn shards_cover_the_key_space_once() {
+        let key = |first: u8| format!("{first:02x}{}", "0".repeat(62));
+        for of in [1, 3, 4, 7] {
+            for first in 0..=255u8 {
+                let owners: Vec<u32> = (0..of)
+                    .filter(|&index| {
+                        let shard = Shard { index, of };
+                        let (lower, _) = shard.bounds();
+                        key(first) > lower && shard.below_upper(&key(first))
+                    })
+                    .collect();
+                assert_eq!(owners.len(), 1, "key {first:02x} of {of} parts: {owners:?}");
+            }
+        }
+        assert_eq!(
+            Shard { index: 1, of: 4 }.bounds(),
+            ("40".to_owned(), Some("80".to_owned()))
+        );
     }
 
     #[test]

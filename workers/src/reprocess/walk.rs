@@ -77,11 +77,17 @@ where
 {
     let limiter = run.options.rate.map(RateLimiter::new);
     let concurrency = run.options.concurrency.max(1);
-    let mut cursor = run.cursor.clone().unwrap_or_default();
+    let shard = run.options.shard;
+    let start = shard.map(|s| s.bounds().0).unwrap_or_default();
+    let mut cursor = run.cursor.clone().unwrap_or(start);
     let mut counts = run.counts;
     on_progress(Progress { counts });
     while !stop.is_cancelled() {
-        let batch = source(cursor.clone(), run.options.batch.max(1)).await?;
+        let mut batch = source(cursor.clone(), run.options.batch.max(1)).await?;
+        // A part of a split run ends where the next part begins.
+        if let Some(shard) = shard {
+            batch.retain(|item| shard.below_upper(&item.key()));
+        }
         let Some(last) = batch.last().map(Walkable::key) else {
             break;
         };
