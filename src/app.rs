@@ -147,6 +147,8 @@ impl App {
             runner_stats: runner.as_ref().map(Runner::stats),
             worker_wake: runner.as_ref().map(Runner::waker),
             claim_lease: config.claim_lease,
+            secure_cookies: config.public_url.starts_with("https://"),
+            sessions: relay_workers::session::SessionPolicy::default(),
         };
         Ok(Self {
             listener,

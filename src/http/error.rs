@@ -37,6 +37,9 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A request authenticated by the session cookie without its CSRF token.
+    #[error("missing or wrong CSRF token: reload the page and try again")]
+    Csrf,
     #[error("{what} not found")]
     NotFound { what: &'static str },
     #[error("{0}")]
@@ -123,6 +126,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            ApiError::Csrf => (S::FORBIDDEN, "csrf_failed"),
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => (S::NOT_FOUND, "not_found"),
             ApiError::InvalidJson(_) => (S::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidField { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
@@ -203,7 +207,7 @@ impl ApiError {
     }
 
     /// What the client is told. Server-side causes stay in the log.
-    fn public_message(&self, status: StatusCode) -> String {
+    pub fn public_message(&self, status: StatusCode) -> String {
         if let ApiError::InFile { filename, inner } = self {
             return format!("{filename}: {}", inner.public_message(status));
         }
@@ -251,7 +255,9 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED
+            && !matches!(self, ApiError::Unauthorized(AuthError::SessionEnded))
+        {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -14,11 +14,13 @@ use axum::http::request::Parts;
 use relay_workers::audit::{Actor, AuditContext};
 use relay_workers::auth::{AuthError, authenticate};
 use relay_workers::model::{CaseId, CaseScope, OfficeId, Principal, Specialty, Timestamp, UserId};
+use relay_workers::session::SessionSecret;
 use relay_workers::token::PresentedToken;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::web::session;
 
 /// The authenticated caller of a request, with the context its audit events
 /// carry (remote address, request id).
@@ -57,26 +59,9 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?
-            .to_str()
-            .map_err(|_| AuthError::Invalid)?;
-        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Missing)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::Missing.into());
-        }
-        let presented = PresentedToken::parse(token.trim()).ok_or(AuthError::Invalid)?;
-        let stored = state.catalog.token_credentials(presented.id()).await?;
-        let principal = authenticate(&presented, stored, Timestamp::now())?;
+impl Caller {
+    /// The caller `principal`, with the audit context of the request in `parts`.
+    pub(crate) fn of(principal: Principal, parts: &Parts) -> Self {
         tracing::Span::current().record("user.id", tracing::field::display(principal.user_id()));
         let remote_addr = parts
             .extensions
@@ -88,14 +73,69 @@ impl FromRequestParts<AppState> for Caller {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(Caller {
+        Caller {
             audit: AuditContext {
                 actor: Actor::User(principal.clone()),
                 remote_addr,
                 request_id,
             },
             principal,
-        })
+        }
+    }
+
+    /// The caller of a request that carries the web pages' session cookie,
+    /// with the session's secret (for its CSRF token); `None` without the
+    /// cookie. CSRF is not checked here: see [`Caller`]'s extractor.
+    pub async fn from_session(
+        parts: &Parts,
+        state: &AppState,
+    ) -> Result<Option<(Caller, SessionSecret)>, ApiError> {
+        let Some(secret) = session::read_cookie(&parts.headers, state.secure_cookies) else {
+            return Ok(None);
+        };
+        let principal = session::authenticate(state, &secret).await?;
+        Ok(Some((Caller::of(principal, parts), secret)))
+    }
+}
+
+/// A bearer token in `Authorization`, or else the web pages' session
+/// cookie. A request authenticated by the cookie that could change
+/// something (any method but GET, HEAD, OPTIONS) must also carry the
+/// session's CSRF token in `X-CSRF-Token`, or it is refused with 403
+/// before the handler runs; bearer callers never need one (a browser does
+/// not attach a bearer token on its own).
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            let (caller, secret) = Caller::from_session(parts, state)
+                .await?
+                .ok_or(AuthError::Missing)?;
+            if !parts.method.is_safe() {
+                let presented = parts
+                    .headers
+                    .get(session::CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !secret.csrf_matches(presented) {
+                    return Err(ApiError::Csrf);
+                }
+            }
+            return Ok(caller);
+        };
+        let value = value.to_str().map_err(|_| AuthError::Invalid)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Missing)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Missing.into());
+        }
+        let presented = PresentedToken::parse(token.trim()).ok_or(AuthError::Invalid)?;
+        let stored = state.catalog.token_credentials(presented.id()).await?;
+        let principal = authenticate(&presented, stored, Timestamp::now())?;
+        Ok(Caller::of(principal, parts))
     }
 }
 

@@ -7,7 +7,7 @@ mod audit;
 mod cases;
 mod consult;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod health;
 mod images;
 mod jobs;
@@ -30,6 +30,7 @@ use relay_workers::blob::BlobStore;
 use relay_workers::catalog::Catalog;
 use relay_workers::ingest::Ingest;
 use relay_workers::queue::{JobWaker, RunnerStats};
+use relay_workers::session::SessionPolicy;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -61,6 +62,11 @@ pub struct AppState {
     pub claim_lease: Duration,
     /// Wakes this process's worker when a request queues a job.
     pub worker_wake: Option<JobWaker>,
+    /// Whether session cookies are marked `Secure` (the site is served over
+    /// TLS: its public URL is `https://`).
+    pub secure_cookies: bool,
+    /// How long web page sessions last.
+    pub sessions: SessionPolicy,
 }
 
 impl AppState {
@@ -198,6 +204,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(CompressionLayer::new().compress_when(compress));
     router
+        .merge(crate::web::router())
         .route(
             "/api/v1/openapi.json",
             get(move || async move {

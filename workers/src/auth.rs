@@ -16,6 +16,9 @@ pub enum AuthError {
     Expired,
     #[error("token revoked: ask an administrator for a new one")]
     Revoked,
+    /// A browser session signed out, timed out or never existed.
+    #[error("session ended: sign in again")]
+    SessionEnded,
 }
 
 /// Decides whether `presented` signs in as the account in `stored` at `now`.

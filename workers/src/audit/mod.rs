@@ -45,12 +45,14 @@ pub enum AuditAction {
     UserCreate,
     TokenCreate,
     TokenRevoke,
+    SessionCreate,
+    SessionEnd,
     AuditRead,
     BlobIntegrity,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 29] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::CaseCreate,
         AuditAction::CaseRead,
         AuditAction::CaseList,
@@ -78,6 +80,8 @@ impl AuditAction {
         AuditAction::UserCreate,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
+        AuditAction::SessionCreate,
+        AuditAction::SessionEnd,
         AuditAction::AuditRead,
         AuditAction::BlobIntegrity,
     ];
@@ -111,6 +115,8 @@ impl AuditAction {
             AuditAction::UserCreate => "user.create",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
+            AuditAction::SessionCreate => "session.create",
+            AuditAction::SessionEnd => "session.end",
             AuditAction::AuditRead => "audit.read",
             AuditAction::BlobIntegrity => "blob.integrity",
         }

@@ -27,6 +27,7 @@ use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::reprocess::{
     BlobEntry, BlobFilter, Counts, Failure, ImageEntry, RunKind, RunOptions, RunRecord,
 };
+use crate::session::{SessionKey, StoredSession};
 use crate::token::{IssuedToken, SecretDigest};
 
 use std::time::Duration;
@@ -457,6 +458,38 @@ pub trait Placement: Send + Sync {
     async fn lock_blob(&self, key: &Sha256) -> Result<Box<dyn BlobGuard>, CatalogError>;
 }
 
+/// Browser sessions of the web pages (see [`crate::session`]): stored by
+/// the sha256 of their cookie secret, each tied to the token it was
+/// exchanged for.
+#[async_trait]
+pub trait WebSessions: Send + Sync {
+    /// Records a session made from `token` at sign-in, audited as
+    /// `session.create`; `NotFound` when the token does not exist.
+    async fn create_session(
+        &self,
+        ctx: &AuditContext,
+        key: &SessionKey,
+        token: TokenId,
+        expires_at: Timestamp,
+    ) -> Result<(), CatalogError>;
+    /// The session under `key`, with its token's state and account.
+    async fn session(&self, key: &SessionKey) -> Result<Option<StoredSession>, CatalogError>;
+    /// Records that the session was used at `at` (its idle time restarts).
+    async fn touch_session(&self, key: &SessionKey, at: Timestamp) -> Result<(), CatalogError>;
+    /// Ends the session (sign-out), audited as `session.end`; `false` when
+    /// there was none.
+    async fn end_session(&self, ctx: &AuditContext, key: &SessionKey)
+    -> Result<bool, CatalogError>;
+    /// Deletes sessions that ended by `now`: past their lifetime, unused
+    /// since `idle_before`, or whose token is revoked or expired. Returns
+    /// how many.
+    async fn purge_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<u64, CatalogError>;
+}
+
 /// An office's webhook settings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OfficeWebhook {
@@ -578,6 +611,7 @@ pub trait Catalog:
     + Queue
     + Reprocessing
     + Placement
+    + WebSessions
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;

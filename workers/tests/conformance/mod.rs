@@ -16,3 +16,4 @@ mod outage;
 mod placement;
 mod queue;
 mod reprocess;
+mod sessions;

@@ -34,6 +34,7 @@ mod queue;
 mod reminders;
 mod reprocess;
 mod rows;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;

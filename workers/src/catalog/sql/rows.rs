@@ -146,22 +146,28 @@ pub(super) fn token_info(row: &AnyRow) -> Result<TokenInfo, CatalogError> {
 }
 
 /// A token row joined with its user (`u_*` columns).
-pub(super) fn token_credentials(row: &AnyRow) -> Result<TokenCredentials, CatalogError> {
-    const W: &str = "token";
-    let user = id(row, "u_id", W)?;
-    let principal = match parsed(row, "u_role", W, |s| Role::parse(&s))? {
+/// The account behind a token, from the `u_id`, `u_role`, `u_office_id`
+/// and `u_specialty` columns of a join with `users`.
+pub(super) fn principal(row: &AnyRow, what: &'static str) -> Result<Principal, CatalogError> {
+    let user = id(row, "u_id", what)?;
+    Ok(match parsed(row, "u_role", what, |s| Role::parse(&s))? {
         Role::Office => Principal::Office {
             user,
-            office: opt_parsed(row, "u_office_id", W, |s| s.parse())?
-                .ok_or_else(|| CatalogError::corrupt(W, "office user without office"))?,
+            office: opt_parsed(row, "u_office_id", what, |s| s.parse())?
+                .ok_or_else(|| CatalogError::corrupt(what, "office user without office"))?,
         },
         Role::Specialist => Principal::Specialist {
             user,
-            specialty: opt_parsed(row, "u_specialty", W, |s| Specialty::parse(&s))?
-                .ok_or_else(|| CatalogError::corrupt(W, "specialist without specialty"))?,
+            specialty: opt_parsed(row, "u_specialty", what, |s| Specialty::parse(&s))?
+                .ok_or_else(|| CatalogError::corrupt(what, "specialist without specialty"))?,
         },
         Role::Admin => Principal::Admin { user },
-    };
+    })
+}
+
+pub(super) fn token_credentials(row: &AnyRow) -> Result<TokenCredentials, CatalogError> {
+    const W: &str = "token";
+    let principal = principal(row, W)?;
     Ok(TokenCredentials {
         digest: parsed(row, "secret_sha256", W, |s| {
             SecretDigest::from_hex(&s)
