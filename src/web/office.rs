@@ -318,7 +318,7 @@ pub async fn case(
             }
             aside {
                 (referral(&case, now))
-                h2 { "History" }
+                h2 { "Timeline" }
                 ol.history {
                     @for h in &history {
                         li { (time(Some(h.at))) " · " (h.to_status) }

@@ -15,15 +15,28 @@ use super::office::{referral, report_view};
 use super::page::{Page, PageError};
 use super::{Html, html_page};
 use crate::http::AppState;
-use crate::http::extract::CasePath;
+use crate::http::extract::{ApiQuery, CasePath};
+use serde::Deserialize;
 
-/// How often the worklist page refreshes its table, in seconds.
+/// How often the worklist page refreshes its table, in seconds, unless
+/// `?refresh=` asks for another pace (1 to 600).
 const WORKLIST_REFRESH: u32 = 30;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorklistParams {
+    refresh: Option<u32>,
+}
 
 /// `GET /specialist`: the specialty's waiting cases, by priority, overdue
 /// first, then by waiting time; no names.
-pub async fn worklist(State(state): State<AppState>, page: Page) -> Result<Html, PageError> {
+pub async fn worklist(
+    State(state): State<AppState>,
+    page: Page,
+    ApiQuery(params): ApiQuery<WorklistParams>,
+) -> Result<Html, PageError> {
     let (me, specialty) = page.caller.specialist()?;
+    let refresh = params.refresh.unwrap_or(WORKLIST_REFRESH).clamp(1, 600);
     let query = WorklistQuery {
         page: 1,
         per_page: 100,
@@ -39,7 +52,7 @@ pub async fn worklist(State(state): State<AppState>, page: Page) -> Result<Html,
             h1 { "Worklist · " (specialty.as_str()) }
             span.muted #refreshed { "Updated " (time(Some(now))) }
         }
-        div.table-wrap #worklist data-refresh=(WORKLIST_REFRESH) {
+        div.table-wrap #worklist data-refresh=(refresh) {
             @if list.items.is_empty() {
                 p.muted { "Nothing is waiting." }
             } @else {

@@ -1,0 +1,167 @@
+// The office's upload area: drop files or pick them, several at once. Each
+// file goes up on its own (XMLHttpRequest, for upload progress) to
+// POST /api/v1/cases/{id}/images as a one-file multipart body, so its name
+// (which may name the patient) travels in the body, never in the URL. Each
+// shows its own progress bar and result: the digest the server computed,
+// whether the photo's location was removed, or why it was refused and what
+// to do.
+"use strict";
+
+(() => {
+  const area = document.getElementById("upload");
+  if (!area) return;
+  const caseId = area.dataset.case;
+  const input = document.getElementById("files");
+  const zone = document.getElementById("drop-zone");
+  const list = document.getElementById("upload-list");
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+
+  // What the office should do about a refusal, by the API's error code.
+  const ADVICE = {
+    unsupported_media_type: "Relay takes JPEG, PNG and DICOM files.",
+    media_type_mismatch: "The file's content does not match its type; export it again from the camera or scanner.",
+    invalid_image: "The photo is damaged or incomplete; copy it again from the camera and retry.",
+    too_many_pixels: "The image is too large; export it at a smaller size.",
+    invalid_dicom: "The DICOM file is damaged or incomplete; export it again from the modality or PACS.",
+    unsafe_preamble: "The DICOM file carries an executable header and was refused for safety; export it again.",
+    empty_body: "The file is empty; pick the right file.",
+    incomplete_body: "The upload was cut off; check the connection and retry.",
+    payload_too_large: "The file is larger than this site accepts; ask your administrator.",
+    invalid_state: "The case no longer accepts images.",
+    insufficient_storage: "The server is out of space; nothing was stored. Try again later.",
+    unavailable: "The server's storage is unavailable; nothing was stored. Try again in a minute.",
+  };
+
+  function typeOf(file) {
+    if (file.type === "image/jpeg" || file.type === "image/png" || file.type === "application/dicom") {
+      return file.type;
+    }
+    const name = file.name.toLowerCase();
+    if (name.endsWith(".dcm") || name.endsWith(".dicom") || !name.includes(".")) return "application/dicom";
+    if (name.endsWith(".jpg") || name.endsWith(".jpeg")) return "image/jpeg";
+    if (name.endsWith(".png")) return "image/png";
+    // The server recognises the bytes, or refuses them with advice.
+    return "application/octet-stream";
+  }
+
+  function row(file) {
+    const li = document.createElement("li");
+    li.className = "upload-row";
+    const name = document.createElement("strong");
+    name.textContent = file.name;
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    bar.setAttribute("aria-label", `Uploading ${file.name}`);
+    const result = document.createElement("span");
+    result.className = "result";
+    result.textContent = "waiting…";
+    li.append(name, bar, result);
+    list.append(li);
+    return { li, bar, result };
+  }
+
+  function upload(file) {
+    const { li, bar, result } = row(file);
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", `/api/v1/cases/${caseId}/images`);
+      xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) {
+          bar.value = Math.round((e.loaded / e.total) * 100);
+          result.textContent = `${bar.value} %`;
+        }
+      };
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch (_) {
+          body = null;
+        }
+        if (xhr.status === 201 && body && body.images && body.images.length === 1) {
+          body = body.images[0];
+          bar.value = 100;
+          li.classList.add("done");
+          li.dataset.image = body.id;
+          result.textContent = "";
+          const ok = document.createElement("span");
+          ok.className = "badge ok";
+          ok.textContent = "stored";
+          const digest = document.createElement("code");
+          digest.className = "digest";
+          digest.textContent = `sha256 ${body.sha256}`;
+          result.append(ok, " ", digest);
+          if (body.sha256 !== body.stored_sha256) {
+            const gps = document.createElement("span");
+            gps.className = "badge ok gps";
+            gps.textContent = "location removed";
+            result.append(" ", gps);
+          }
+        } else {
+          li.classList.add("failed");
+          bar.value = 0;
+          const code = body && body.error;
+          let message = (body && body.message) || `the server answered ${xhr.status}`;
+          if (message.startsWith(`${file.name}: `)) message = message.slice(file.name.length + 2);
+          result.textContent = `Refused: ${message}. ${ADVICE[code] || "Check the file and try again."}`;
+          result.setAttribute("role", "alert");
+        }
+        resolve(xhr.status === 201);
+      };
+      xhr.onerror = () => {
+        li.classList.add("failed");
+        result.textContent = "The connection broke off; nothing was stored for this file. Try again.";
+        resolve(false);
+      };
+      const form = new FormData();
+      form.append("file", new File([file], file.name, { type: typeOf(file) }));
+      xhr.send(form);
+    });
+  }
+
+  async function uploadAll(files) {
+    const all = Array.from(files);
+    if (all.length === 0) return;
+    const empty = document.getElementById("no-images");
+    if (empty) empty.remove();
+    // Two at a time: progress stays readable and the server is not flooded.
+    let next = 0;
+    const lane = async () => {
+      while (next < all.length) {
+        const file = all[next];
+        next += 1;
+        await upload(file);
+      }
+    };
+    await Promise.all([lane(), lane()]);
+    const done = document.createElement("li");
+    done.className = "upload-summary";
+    done.textContent = "Uploads finished. Reload the page to see the thumbnails.";
+    list.append(done);
+  }
+
+  input.addEventListener("change", () => {
+    uploadAll(input.files);
+    input.value = "";
+  });
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      input.click();
+    }
+  });
+  ["dragenter", "dragover"].forEach((type) =>
+    zone.addEventListener(type, (e) => {
+      e.preventDefault();
+      zone.classList.add("over");
+    }));
+  ["dragleave", "drop"].forEach((type) =>
+    zone.addEventListener(type, () => zone.classList.remove("over")));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    uploadAll(e.dataTransfer.files);
+  });
+})();
