@@ -877,3 +877,98 @@ async fn the_whole_loop_in_a_browser() {
     b.close().await;
     eprintln!("browser loop took {:.1} s", started.elapsed().as_secs_f64());
 }
+
+#[tokio::test]
+async fn the_pages_offer_what_the_case_state_allows() {
+    let relay = Relay::new();
+    let (_, _, office) = relay.office_with_user("Main Street");
+    let dermatologist = relay.specialist_token("dermatology");
+    let server = relay.start();
+    let case = server.create_case(&office, "dermatology").await;
+    server
+        .upload(&office, &case, "photos/camera-plain.jpg", "image/jpeg")
+        .await;
+    let office_cookie = cookie_pair(&sign_in(&server, &office).await);
+    let derm_cookie = cookie_pair(&sign_in(&server, &dermatologist).await);
+    let office_page = format!("/office/cases/{case}");
+    let specialist_page = format!("/specialist/cases/{case}");
+
+    let (_, _, html) = page(&server, &office_cookie, &office_page).await;
+    assert!(html.contains("id=\"upload\"") && html.contains("id=\"submit-case\""));
+    server
+        .post(&format!("/api/v1/cases/{case}/submit"), &office, json!({}))
+        .await;
+    let (_, _, html) = page(&server, &office_cookie, &office_page).await;
+    assert!(!html.contains("id=\"upload\"") && !html.contains("id=\"submit-case\""));
+
+    // Claimed: the report form, release and the question to the office.
+    let (_, _, html) = page(&server, &derm_cookie, &specialist_page).await;
+    let csrf = csrf_of(&html);
+    let (status, _) = cookie_post(
+        &server,
+        &derm_cookie,
+        &format!("/api/v1/cases/{case}/claim"),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, _, html) = page(&server, &derm_cookie, &specialist_page).await;
+    for id in ["report-form", "sign-dialog", "request-info", "release"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    // Asked for more: the office may add images and answer.
+    let response = client()
+        .post(server.url(&format!("/api/v1/cases/{case}/request-info")))
+        .header("cookie", &derm_cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"text": "A close-up with a ruler, please."}))
+        .send()
+        .await
+        .expect("request info");
+    assert_eq!(response.status(), 200);
+    let (_, _, html) = page(&server, &office_cookie, &office_page).await;
+    assert!(html.contains("id=\"answer\"") && html.contains("id=\"upload\""));
+    assert!(html.contains("A close-up with a ruler, please."));
+    let (_, _, html) = page(&server, &derm_cookie, &specialist_page).await;
+    assert!(!html.contains("id=\"report-form\""));
+    assert!(html.contains("Waiting for the office to answer."));
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_and_background_requests_do_not_keep_it_alive() {
+    let relay = Relay::new();
+    let (_, _, office) = relay.office_with_user("Main Street");
+    let server = relay.start();
+    let cookie = cookie_pair(&sign_in(&server, &office).await);
+    let mut db = relay.database().await;
+    // Two minutes without a request the person made.
+    sqlx::query("UPDATE web_sessions SET last_seen_at = last_seen_at - 120000")
+        .execute(&mut db)
+        .await
+        .expect("age the session");
+    let before = last_seen(&mut db).await;
+    let response = client()
+        .get(server.url("/specialist"))
+        .header("cookie", &cookie)
+        .header("x-relay-background", "1")
+        .send()
+        .await
+        .expect("background");
+    assert_eq!(response.status(), 403, "an office user, still signed in");
+    assert_eq!(last_seen(&mut db).await, before);
+    assert_eq!(page(&server, &cookie, "/office").await.0, 200);
+    assert!(last_seen(&mut db).await > before);
+    // Thirty-one minutes idle: the session is over.
+    sqlx::query("UPDATE web_sessions SET last_seen_at = last_seen_at - 1860000")
+        .execute(&mut db)
+        .await
+        .expect("age the session");
+    assert_eq!(page(&server, &cookie, "/office").await.1, "/sign-in");
+}
+
+async fn last_seen(db: &mut sqlx::SqliteConnection) -> i64 {
+    sqlx::query_scalar("SELECT last_seen_at FROM web_sessions")
+        .fetch_one(db)
+        .await
+        .expect("session")
+}

@@ -93,7 +93,8 @@ impl Caller {
         let Some(secret) = session::read_cookie(&parts.headers, state.secure_cookies) else {
             return Ok(None);
         };
-        let principal = session::authenticate(state, &secret).await?;
+        let background = parts.headers.contains_key(session::BACKGROUND_HEADER);
+        let principal = session::authenticate(state, &secret, background).await?;
         Ok(Some((Caller::of(principal, parts), secret)))
     }
 }

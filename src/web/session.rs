@@ -21,6 +21,11 @@ use crate::http::error::ApiError;
 /// The header page scripts send the session's CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// Marks a request a page makes on its own (the worklist's refresh, a
+/// thumbnail poll, the claim's renewal): it does not count as activity, so
+/// an unattended page still reaches the idle timeout.
+pub const BACKGROUND_HEADER: &str = "x-relay-background";
+
 /// The cookie's name: with `Secure`, the `__Host-` prefix binds it to this
 /// host and path `/`.
 pub fn cookie_name(secure: bool) -> &'static str {
@@ -66,13 +71,18 @@ pub fn clear_cookie(secure: bool) -> HeaderValue {
 }
 
 /// Who the session signs in as, if it is still live; records its use
-/// when the recorded last use has grown stale.
-pub async fn authenticate(state: &AppState, secret: &SessionSecret) -> Result<Principal, ApiError> {
+/// (unless the request is `background`) when the recorded last use has
+/// grown stale.
+pub async fn authenticate(
+    state: &AppState,
+    secret: &SessionSecret,
+    background: bool,
+) -> Result<Principal, ApiError> {
     let key = secret.key();
     let stored = state.catalog.session(&key).await?;
     let now = Timestamp::now();
     let live = state.sessions.check(stored, now)?;
-    if live.needs_touch {
+    if live.needs_touch && !background {
         state.catalog.touch_session(&key, now).await?;
     }
     Ok(live.principal)

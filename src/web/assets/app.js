@@ -21,9 +21,12 @@ const Relay = (() => {
     }
   }
 
-  // Calls the API; resolves to the JSON body, rejects with ApiError.
-  async function api(method, url, body) {
+  // Calls the API; resolves to the JSON body, rejects with ApiError. A
+  // `background` call (made by the page on its own, not by the person)
+  // does not keep the session from timing out.
+  async function api(method, url, body, background) {
     const headers = { "X-CSRF-Token": csrf(), Accept: "application/json" };
+    if (background) headers["X-Relay-Background"] = "1";
     const init = { method, headers, credentials: "same-origin", cache: "no-store" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -140,7 +143,7 @@ const Relay = (() => {
       const poll = async () => {
         tries += 1;
         try {
-          const image = await api("GET", `/api/v1/images/${img.dataset.image}`);
+          const image = await api("GET", `/api/v1/images/${img.dataset.image}`, undefined, true);
           if (image.derive_state === "ready") {
             img.src = img.dataset.src;
             img.classList.remove("pending");
@@ -168,8 +171,8 @@ const Relay = (() => {
     const every = Number(list.dataset.refresh) * 1000;
     const refresh = async () => {
       try {
-        const response = await fetch(window.location.pathname, {
-          credentials: "same-origin", cache: "no-store",
+        const response = await fetch(window.location.pathname + window.location.search, {
+          credentials: "same-origin", cache: "no-store", headers: { "X-Relay-Background": "1" },
         });
         if (response.status === 401 || response.redirected) {
           window.location.assign("/sign-in");

@@ -11,7 +11,7 @@
   // Keep the claim while the case is open here (the lease is 30 minutes).
   if (actions && actions.dataset.mine === "true") {
     setInterval(() => {
-      Relay.api("POST", `/api/v1/cases/${actions.dataset.case}/claim/renew`).catch((e) => Relay.alert(e.message));
+      Relay.api("POST", `/api/v1/cases/${actions.dataset.case}/claim/renew`, undefined, true).catch((e) => Relay.alert(e.message));
     }, 10 * 60 * 1000);
   }
   if (!form) return;
