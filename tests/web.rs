@@ -875,6 +875,32 @@ async fn the_whole_loop_in_a_browser() {
         }
     }
     b.close().await;
+
+    // -- a tablet in portrait: the same pages fit without sideways scrolling
+    let mut tablet = driver.session(820, 1180).await;
+    sign_in_browser(&mut tablet, &server, &radiologist, "/specialist").await;
+    for (path, name) in [
+        ("/specialist".to_owned(), "tablet-worklist"),
+        (
+            format!("/specialist/cases/{case}"),
+            "tablet-specialist-case",
+        ),
+    ] {
+        tablet.goto(&server.url(&path)).await;
+        tablet.wait_for_path(&path).await;
+        let overflow = tablet
+            .script(
+                "return document.documentElement.scrollWidth - window.innerWidth;",
+                json!([]),
+            )
+            .await;
+        assert!(
+            overflow.as_i64().unwrap_or(1) <= 0,
+            "{path} scrolls sideways by {overflow}px"
+        );
+        tablet.screenshot(name).await;
+    }
+    tablet.close().await;
     eprintln!("browser loop took {:.1} s", started.elapsed().as_secs_f64());
 }
 
