@@ -17,7 +17,10 @@
 //!   turn, back (each blob read and hashed, written and fsynced, read back
 //!   and hashed on the target, recorded, the old copy removed);
 //! - **baseline**: the same files read in 256 KiB chunks and hashed with
-//!   sha256 by 4 threads in this process, nothing else.
+//!   sha256 by 4 threads in this process, nothing else;
+//! - **copy baseline** (for migrate): the same files copied by 4 threads to
+//!   a scratch directory and each fsynced, then removed — the least a
+//!   durable move costs on this disk, before any hashing.
 //!
 //! Both read from the page cache when the machine has the memory (the files
 //! were just written; the baseline and verify alternate), so the ratio is
@@ -111,6 +114,29 @@ fn baseline(paths: &[PathBuf]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// Copies every file into `scratch` with 4 threads, fsyncing each; returns
+/// seconds (the copies are removed after the clock stops).
+fn copy_baseline(paths: &[PathBuf], scratch: &Path) -> f64 {
+    std::fs::create_dir_all(scratch).expect("scratch dir");
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for share in paths.chunks(paths.len().div_ceil(THREADS)) {
+            scope.spawn(move || {
+                for path in share {
+                    let dest = scratch.join(path.file_name().expect("name"));
+                    std::fs::copy(path, &dest).expect("copy");
+                    std::fs::File::open(&dest)
+                        .and_then(|f| f.sync_all())
+                        .expect("fsync");
+                }
+            });
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(scratch).expect("remove scratch");
+    seconds
+}
+
 /// Runs `relay reprocess verify`; returns seconds.
 fn verify(relay: &Relay) -> f64 {
     let started = Instant::now();
@@ -171,6 +197,8 @@ async fn main() {
     let home = format!("file://{}", relay.data_dir().join("blobs").display());
     let away = format!("file://{}", relay.dir().join("blobs-away").display());
     let (mut base, mut verifies, mut migrations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut copies = Vec::new();
+    let scratch = relay.dir().join("copy-baseline");
     let dirs = [
         relay.data_dir().join("blobs"),
         relay.dir().join("blobs-away"),
@@ -180,12 +208,14 @@ async fn main() {
         let here = support::files_under(&dirs[turn % 2].join("sha256"));
         assert_eq!(here.len(), paths.len(), "every blob is in one place");
         base.push(baseline(&here));
+        copies.push(copy_baseline(&here, &scratch));
         verifies.push(verify(&relay));
         // Out on even turns, home on odd ones.
         let to = if turn % 2 == 0 { &away } else { &home };
         migrations.push(migrate(&relay, to));
     }
     let base = mb / median(base);
+    let copied = mb / median(copies);
     let (verified, migrated) = (mb / median(verifies), mb / median(migrations));
     println!(
         "verify:  {verified:7.1} MB/s   baseline read+sha256 ({THREADS} threads): {base:7.1} MB/s   ratio {:.2}",
@@ -194,5 +224,9 @@ async fn main() {
     println!(
         "migrate: {migrated:7.1} MB/s   (fs→fs, --delete-source)                          ratio {:.2}",
         migrated / base
+    );
+    println!(
+        "migrate: {migrated:7.1} MB/s   copy+fsync baseline ({THREADS} threads): {copied:7.1} MB/s    ratio {:.2}",
+        migrated / copied
     );
 }
