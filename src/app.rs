@@ -13,6 +13,7 @@ use relay_workers::catalog::SqlCatalog;
 use relay_workers::ingest::{Ingest, IngestLimits};
 use relay_workers::model::ReminderPolicy;
 use relay_workers::queue::{Runner, RunnerConfig};
+use relay_workers::resumable::Resumable;
 use relay_workers::stages::{Mailer, MailerError, StageDeps, registry, run_reminders};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,10 @@ use crate::http::{AppState, router};
 
 /// How often new audit events are sealed onto the hash chain.
 const SEAL_INTERVAL: Duration = Duration::from_secs(1);
+/// A resumable upload untouched this long is discarded.
+const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How often expired resumable uploads are looked for.
+const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Starting the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,12 @@ pub enum StartError {
     )]
     Bind {
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot keep resumable uploads in {path}")]
+    Uploads {
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -149,6 +160,18 @@ impl App {
             claim_lease: config.claim_lease,
             secure_cookies: config.public_url.starts_with("https://"),
             sessions: relay_workers::session::SessionPolicy::default(),
+            uploads: Arc::new(
+                Resumable::open(
+                    config.data_dir.join("uploads"),
+                    config.max_upload_bytes,
+                    UPLOAD_TTL,
+                )
+                .map_err(|source| StartError::Uploads {
+                    path: config.data_dir.join("uploads"),
+                    source,
+                })?,
+            ),
+            upload_ttl: UPLOAD_TTL,
         };
         Ok(Self {
             listener,
@@ -189,6 +212,11 @@ impl App {
                 ),
             )
         });
+        let expiry = tokio::spawn(expire_uploads(
+            self.state.uploads.clone(),
+            self.catalog.clone(),
+            stop.clone(),
+        ));
         let service = router(self.state, self.request_timeout)
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
@@ -203,11 +231,45 @@ impl App {
                 tracing::error!(%error, "reminder sweep stopped abnormally");
             }
         }
+        if let Err(error) = expiry.await {
+            tracing::error!(%error, "upload expiry stopped abnormally");
+        }
         if let Err(error) = sealer.await {
             tracing::error!(%error, "audit sealer stopped abnormally");
         }
         self.catalog.close().await;
         tracing::info!("stopped");
         served
+    }
+}
+
+/// Discards resumable uploads nobody touched within their lifetime, each an
+/// `upload.cancel` in the audit trail.
+async fn expire_uploads(
+    uploads: Arc<Resumable>,
+    catalog: Arc<SqlCatalog>,
+    stop: CancellationToken,
+) {
+    use relay_workers::audit::AuditContext;
+    use relay_workers::catalog::Images;
+    let mut tick = tokio::time::interval(UPLOAD_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match uploads.sweep_expired().await {
+            Ok(expired) => {
+                for upload in expired {
+                    let ctx = AuditContext::system(&upload.id);
+                    if let Err(error) = catalog.cancel_upload(&ctx, upload.office, &upload.id).await
+                    {
+                        tracing::warn!(upload.id = %upload.id, %error, "could not audit an expired upload");
+                    }
+                    tracing::info!(upload.id = %upload.id, "expired resumable upload discarded");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not look for expired uploads"),
+        }
     }
 }

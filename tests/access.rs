@@ -68,6 +68,9 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/api/v1/cases/{id}/cancel", Office),
         route(Method::POST, "/api/v1/cases/{id}/submit", Office),
         route(Method::POST, "/api/v1/cases/{id}/images", Office),
+        route(Method::POST, "/api/v1/uploads", Office),
+        route(Method::PATCH, "/api/v1/uploads/{id}", Office),
+        route(Method::DELETE, "/api/v1/uploads/{id}", Office),
         route(Method::GET, "/api/v1/cases/{id}/images", Scoped),
         route(Method::GET, "/api/v1/cases/{id}/studies", Scoped),
         route(Method::GET, "/api/v1/images/{id}", Scoped),
@@ -192,6 +195,28 @@ struct Target {
     job: String,
     /// A reprocess run, for `/api/v1/admin/reprocess/{id}`.
     run: String,
+    /// A resumable upload into the case, for `/api/v1/uploads/{id}`.
+    upload: String,
+}
+
+/// A tus request for `path` (`/api/v1/uploads…`) about `case`.
+fn tus(request: reqwest::RequestBuilder, method: &Method, case: &str) -> reqwest::RequestBuilder {
+    use base64::Engine;
+    let request = request.header("tus-resumable", "1.0.0");
+    match *method {
+        Method::POST => request.header("upload-length", "10").header(
+            "upload-metadata",
+            format!(
+                "case {}",
+                base64::engine::general_purpose::STANDARD.encode(case)
+            ),
+        ),
+        Method::PATCH => request
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", "0")
+            .body(b"abc".to_vec()),
+        _ => request,
+    }
 }
 
 async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (u16, Value) {
@@ -201,12 +226,16 @@ async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (
         &target.job
     } else if route.path.starts_with("/api/v1/admin/reprocess/") {
         &target.run
+    } else if route.path.starts_with("/api/v1/uploads/") {
+        &target.upload
     } else {
         &target.case
     };
     let url = server.url(&route.path.replace("{id}", id).replace("{n}", "0"));
     let mut request = server.http.request(route.method.clone(), url);
-    if route.path.ends_with("/images") && route.method == Method::POST {
+    if route.path.starts_with("/api/v1/uploads") {
+        request = tus(request, &route.method, &target.case);
+    } else if route.path.ends_with("/images") && route.method == Method::POST {
         request = request
             .header("content-type", "image/jpeg")
             .body(support::fixture("photos/camera-plain.jpg"));
@@ -228,11 +257,29 @@ async fn case_with_image(relay: &Relay, server: &Server, token: &str) -> Target 
         .await
         .expect("job");
     let run = relay.ok(&["reprocess", "verify", "--dry-run"]);
+    let created = tus(
+        server.http.post(server.url("/api/v1/uploads")),
+        &Method::POST,
+        &case,
+    )
+    .bearer_auth(token)
+    .send()
+    .await
+    .expect("request sent");
+    assert_eq!(created.status(), 201, "a resumable upload is created");
+    let upload = created
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| l.rsplit('/').next())
+        .expect("location")
+        .to_owned();
     Target {
         case,
         image: image["id"].as_str().expect("image id").to_owned(),
         job: job.to_string(),
         run,
+        upload,
     }
 }
 
@@ -393,6 +440,7 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
         image: "01a20000-0000-7000-8000-000000000001".to_owned(),
         job: "0".to_owned(),
         run: "run_0".to_owned(),
+        upload: "u00000000000000000000000000000000".to_owned(),
     };
     for r in &case_routes {
         let (status, body) = call(&server, r, &target, &intruder).await;

@@ -15,6 +15,7 @@ use relay_workers::blob::BlobError;
 use relay_workers::catalog::CatalogError;
 use relay_workers::ingest::IngestError;
 use relay_workers::model::DeriveState;
+use relay_workers::resumable::ResumableError;
 use relay_workers::stages::RenderError;
 use serde::Serialize;
 
@@ -85,6 +86,11 @@ pub enum ApiError {
     NoRendition { state: DeriveState, reason: String },
     #[error(transparent)]
     Render(RenderError),
+    #[error(transparent)]
+    Resumable(#[from] ResumableError),
+    /// A tus request without `Tus-Resumable: 1.0.0`.
+    #[error("this server speaks tus 1.0.0: send Tus-Resumable: 1.0.0")]
+    TusVersion,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -202,6 +208,25 @@ impl ApiError {
                     (S::INTERNAL_SERVER_ERROR, "internal")
                 }
             },
+            ApiError::Resumable(e) => match e {
+                ResumableError::NotFound => (S::NOT_FOUND, "not_found"),
+                ResumableError::OffsetMismatch { .. } => (S::CONFLICT, "offset_mismatch"),
+                ResumableError::Finished => (S::CONFLICT, "upload_finished"),
+                ResumableError::TooLong { .. } | ResumableError::TooLarge { .. } => {
+                    (S::PAYLOAD_TOO_LARGE, "payload_too_large")
+                }
+                // 460 is tus's own "Checksum Mismatch".
+                ResumableError::ChecksumMismatch => (
+                    S::from_u16(460).unwrap_or(S::BAD_REQUEST),
+                    "checksum_mismatch",
+                ),
+                ResumableError::Interrupted { .. } => (S::BAD_REQUEST, "interrupted"),
+                ResumableError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                    (S::INSUFFICIENT_STORAGE, "insufficient_storage")
+                }
+                ResumableError::Io(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::TusVersion => (S::PRECONDITION_FAILED, "tus_version"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 mod printable;
 mod renditions;
 mod reprocess;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,10 @@ pub struct AppState {
     pub claim_lease: Duration,
     /// Wakes this process's worker when a request queues a job.
     pub worker_wake: Option<JobWaker>,
+    /// Resumable (tus) uploads in progress, kept in the data directory.
+    pub uploads: Arc<relay_workers::resumable::Resumable>,
+    /// How long an untouched resumable upload is kept.
+    pub upload_ttl: Duration,
     /// Whether session cookies are marked `Secure` (the site is served over
     /// TLS: its public URL is `https://`).
     pub secure_cookies: bool,
@@ -162,6 +167,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
 fn streaming_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(images::upload_images))
+        .routes(routes!(uploads::discover, uploads::create))
+        .routes(routes!(uploads::status, uploads::patch, uploads::terminate))
         .routes(routes!(images::get_original))
         .routes(routes!(renditions::thumbnail))
         .routes(routes!(renditions::preview))

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod model;
 pub mod queue;
 pub mod reprocess;
+pub mod resumable;
 pub mod session;
 pub mod stages;
 #[doc(hidden)]

@@ -6,6 +6,8 @@
 //! - `RELAY_TEST_S3`: an `s3://bucket?endpoint=…&region=…` blob URL, with
 //!   credentials in the standard `AWS_*` variables; each test uses its own
 //!   prefix in the bucket.
+//! - `RELAY_TEST_PYTHON`: a Python with the real protocol peers installed
+//!   (`tuspy`), for the tests of the front doors.
 //!
 //! A developer running plain `cargo test` without them gets a loud skip
 //! message. `.ci/test` sets `RELAY_REQUIRE_SERVICES=1`, which turns every
@@ -19,6 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// When `RELAY_REQUIRE_SERVICES=1` and the variable is missing.
 pub fn postgres(test: &str) -> Option<String> {
     service("RELAY_TEST_POSTGRES", "PostgreSQL", test)
+}
+
+/// A Python with the protocol peers the front-door tests drive, or `None`
+/// (skip) when none is set up.
+///
+/// # Panics
+/// When `RELAY_REQUIRE_SERVICES=1` and the variable is missing.
+pub fn python_peers(test: &str) -> Option<String> {
+    service("RELAY_TEST_PYTHON", "Python with the protocol peers", test)
 }
 
 /// The S3 blob URL for tests, or `None` (skip) when none is set up.

@@ -47,12 +47,14 @@ pub enum AuditAction {
     TokenRevoke,
     SessionCreate,
     SessionEnd,
+    UploadStart,
+    UploadCancel,
     AuditRead,
     BlobIntegrity,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 33] = [
         AuditAction::CaseCreate,
         AuditAction::CaseRead,
         AuditAction::CaseList,
@@ -82,6 +84,8 @@ impl AuditAction {
         AuditAction::TokenRevoke,
         AuditAction::SessionCreate,
         AuditAction::SessionEnd,
+        AuditAction::UploadStart,
+        AuditAction::UploadCancel,
         AuditAction::AuditRead,
         AuditAction::BlobIntegrity,
     ];
@@ -117,6 +121,8 @@ impl AuditAction {
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::SessionCreate => "session.create",
             AuditAction::SessionEnd => "session.end",
+            AuditAction::UploadStart => "upload.start",
+            AuditAction::UploadCancel => "upload.cancel",
             AuditAction::AuditRead => "audit.read",
             AuditAction::BlobIntegrity => "blob.integrity",
         }

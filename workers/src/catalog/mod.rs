@@ -145,6 +145,24 @@ pub trait Images: Send + Sync {
         scope: CaseScope,
         case: CaseId,
     ) -> Result<UploadTarget, CatalogError>;
+    /// Starts a resumable upload into `case`: checks it as
+    /// [`upload_target`](Self::upload_target) does and records `upload.start`
+    /// for `upload` (its id) in the audit trail, in one transaction.
+    async fn start_upload(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        case: CaseId,
+        upload: &str,
+    ) -> Result<UploadTarget, CatalogError>;
+    /// Records that a resumable upload's bytes were discarded before
+    /// becoming an image (`upload.cancel`: terminated, expired or refused).
+    async fn cancel_upload(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        upload: &str,
+    ) -> Result<(), CatalogError>;
     /// Records an image whose blob is already durable, with its blob row,
     /// its `derive` job and its audit event, in one transaction. When the
     /// case already holds these exact bytes, returns that image instead

@@ -113,6 +113,46 @@ impl Images for SqlCatalog {
         })
     }
 
+    async fn start_upload(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        case: CaseId,
+        upload: &str,
+    ) -> Result<UploadTarget, CatalogError> {
+        let target = self.upload_target(scope, case).await?;
+        let mut tx = self.begin_write().await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::UploadStart,
+            Some(upload.to_owned()),
+            Some(target.office_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(target)
+    }
+
+    async fn cancel_upload(
+        &self,
+        ctx: &AuditContext,
+        office: crate::model::OfficeId,
+        upload: &str,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::UploadCancel,
+            Some(upload.to_owned()),
+            Some(office),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn add_image(
         &self,
         ctx: &AuditContext,
