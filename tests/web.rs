@@ -597,6 +597,15 @@ async fn the_whole_loop_in_a_browser() {
         )
         .await;
     assert_eq!(progress, json!([100, 100]));
+    // The page uploads resumably (tus): each file was an upload, and the
+    // refused one was discarded.
+    let audit = |action: &str| {
+        relay
+            .ok(&["admin", "audit", "--action", action])
+            .lines()
+            .count()
+    };
+    assert_eq!((audit("upload.start"), audit("upload.cancel")), (3, 1));
     b.screenshot("office-upload").await;
     let (_, images) = server
         .get(&format!("/api/v1/cases/{case}/images"), &office)

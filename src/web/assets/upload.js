@@ -1,10 +1,10 @@
 // The office's upload area: drop files or pick them, several at once. Each
-// file goes up on its own (XMLHttpRequest, for upload progress) to
-// POST /api/v1/cases/{id}/images as a one-file multipart body, so its name
-// (which may name the patient) travels in the body, never in the URL. Each
-// shows its own progress bar and result: the digest the server computed,
-// whether the photo's location was removed, or why it was refused and what
-// to do.
+// file goes up on its own as a resumable (tus) upload to /api/v1/uploads,
+// in chunks (XMLHttpRequest, for upload progress), going on where it
+// stopped after a dropped connection; its name (which may name the
+// patient) travels in a header, never in the URL. Each shows its own
+// progress bar and result: the digest the server computed, whether the
+// photo's location was removed, or why it was refused and what to do.
 "use strict";
 
 (() => {
@@ -61,65 +61,113 @@
     return { li, bar, result };
   }
 
-  function upload(file) {
-    const { li, bar, result } = row(file);
+  // Bytes per PATCH: a dropped link costs at most this much again.
+  const CHUNK = 8 * 1024 * 1024;
+  // Tries per chunk before the file is given up (the bytes sent are kept).
+  const TRIES = 5;
+
+  function b64(text) {
+    return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+  }
+
+  // One request, as a promise of the XMLHttpRequest once it has loaded (or
+  // null when the connection broke).
+  function send(method, url, headers, body, onprogress) {
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", `/api/v1/cases/${caseId}/images`);
+      xhr.open(method, url);
       xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.setRequestHeader("Tus-Resumable", "1.0.0");
       xhr.setRequestHeader("Accept", "application/json");
-      xhr.upload.onprogress = (e) => {
-        if (e.lengthComputable) {
-          bar.value = Math.round((e.loaded / e.total) * 100);
-          result.textContent = `${bar.value} %`;
-        }
-      };
-      xhr.onload = () => {
-        let body = null;
-        try {
-          body = JSON.parse(xhr.responseText);
-        } catch (_) {
-          body = null;
-        }
-        if (xhr.status === 201 && body && body.images && body.images.length === 1) {
-          body = body.images[0];
-          bar.value = 100;
-          li.classList.add("done");
-          li.dataset.image = body.id;
-          result.textContent = "";
-          const ok = document.createElement("span");
-          ok.className = "badge ok";
-          ok.textContent = "stored";
-          const digest = document.createElement("code");
-          digest.className = "digest";
-          digest.textContent = `sha256 ${body.sha256}`;
-          result.append(ok, " ", digest);
-          if (body.sha256 !== body.stored_sha256) {
-            const gps = document.createElement("span");
-            gps.className = "badge ok gps";
-            gps.textContent = "location removed";
-            result.append(" ", gps);
-          }
-        } else {
-          li.classList.add("failed");
-          bar.value = 0;
-          const code = body && body.error;
-          let message = (body && body.message) || `the server answered ${xhr.status}`;
-          if (message.startsWith(`${file.name}: `)) message = message.slice(file.name.length + 2);
-          result.textContent = `Refused: ${message}. ${ADVICE[code] || "Check the file and try again."}`;
-          result.setAttribute("role", "alert");
-        }
-        resolve(xhr.status === 201);
-      };
-      xhr.onerror = () => {
-        li.classList.add("failed");
-        result.textContent = "The connection broke off; nothing was stored for this file. Try again.";
-        resolve(false);
-      };
-      const form = new FormData();
-      form.append("file", new File([file], file.name, { type: typeOf(file) }));
-      xhr.send(form);
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+      if (onprogress) xhr.upload.onprogress = onprogress;
+      xhr.onload = () => resolve(xhr);
+      xhr.onerror = () => resolve(null);
+      xhr.send(body);
     });
+  }
+
+  function json(xhr) {
+    try {
+      return JSON.parse(xhr.responseText);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function refused(li, bar, result, file, xhr) {
+    li.classList.add("failed");
+    bar.value = 0;
+    const body = xhr ? json(xhr) : null;
+    const code = body && body.error;
+    let message = (body && body.message) || (xhr ? `the server answered ${xhr.status}` : "the connection broke off");
+    if (message.startsWith(`${file.name}: `)) message = message.slice(file.name.length + 2);
+    result.textContent = `Refused: ${message}. ${ADVICE[code] || "Check the file and try again."}`;
+    result.setAttribute("role", "alert");
+    return false;
+  }
+
+  // Resumable (tus): the file goes up in chunks; after a dropped
+  // connection the server says how far it got and the upload goes on from
+  // there. The file's name travels in a header, never in the URL.
+  async function upload(file) {
+    const { li, bar, result } = row(file);
+    const meta = `case ${b64(caseId)},filename ${b64(file.name)},filetype ${b64(typeOf(file))}`;
+    const created = await send("POST", "/api/v1/uploads", { "Upload-Length": String(file.size), "Upload-Metadata": meta }, null);
+    if (!created || created.status !== 201) return refused(li, bar, result, file, created);
+    const at = created.getResponseHeader("Location");
+    let offset = 0;
+    let last = null;
+    let tries = 0;
+    while (true) {
+      const end = Math.min(offset + CHUNK, file.size);
+      const base = offset;
+      last = await send("PATCH", at, { "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(offset) },
+        file.slice(offset, end), (e) => {
+          if (e.lengthComputable && file.size > 0) {
+            bar.value = Math.round(((base + e.loaded) / file.size) * 100);
+            result.textContent = `${bar.value} %`;
+          }
+        });
+      if (last && last.status === 204) {
+        offset = Number(last.getResponseHeader("Upload-Offset"));
+        tries = 0;
+        if (offset >= file.size) break;
+        continue;
+      }
+      if (last && last.status >= 400 && last.status < 500 && last.status !== 409) {
+        return refused(li, bar, result, file, last);
+      }
+      // A broken connection or a server fault: ask where the upload stands.
+      tries += 1;
+      if (tries > TRIES) return refused(li, bar, result, file, last);
+      result.textContent = "connection lost, resuming…";
+      await new Promise((r) => setTimeout(r, 500 * 2 ** tries));
+      const head = await send("HEAD", at, {}, null);
+      if (head && head.status === 200) offset = Number(head.getResponseHeader("Upload-Offset"));
+    }
+    const image = last.getResponseHeader("Location");
+    const receipt = image ? await send("GET", image, {}, null) : null;
+    const body = receipt && receipt.status === 200 ? json(receipt) : null;
+    if (!body) return refused(li, bar, result, file, receipt);
+    bar.value = 100;
+    li.classList.add("done");
+    li.dataset.image = body.id;
+    result.textContent = "";
+    const ok = document.createElement("span");
+    ok.className = "badge ok";
+    ok.textContent = "stored";
+    const digest = document.createElement("code");
+    digest.className = "digest";
+    digest.textContent = `sha256 ${body.sha256}`;
+    result.append(ok, " ", digest);
+    if (body.sha256 !== body.stored_sha256) {
+      const gps = document.createElement("span");
+      gps.className = "badge ok gps";
+      gps.textContent = "location removed";
+      result.append(" ", gps);
+    }
+    return true;
   }
 
   async function uploadAll(files) {
