@@ -12,8 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
 use serde_json::Value;
 use sha2::Digest;
 use support::{Relay, Server};
@@ -21,35 +19,6 @@ use tokio::io::AsyncWriteExt;
 
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// A real CT slice repeated as the frames of one multi-frame instance of
-/// about `megabytes` MB: a large, valid DICOM file with real pixel data.
-fn large_dicom(path: &Path, megabytes: usize) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom/CT_small.dcm");
-    let mut object = dicom_object::open_file(fixture).expect("fixture");
-    let frame = object
-        .element(tags::PIXEL_DATA)
-        .expect("pixel data")
-        .to_bytes()
-        .expect("native pixel data")
-        .into_owned();
-    let frames = (megabytes << 20) / frame.len();
-    let mut pixels = Vec::with_capacity(frames * frame.len());
-    for _ in 0..frames {
-        pixels.extend_from_slice(&frame);
-    }
-    object.put(DataElement::new(
-        tags::NUMBER_OF_FRAMES,
-        VR::IS,
-        PrimitiveValue::from(frames.to_string()),
-    ));
-    object.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OW,
-        PrimitiveValue::from(pixels),
-    ));
-    object.write_to_file(path).expect("write the instance");
 }
 
 /// Creates an upload; returns its path (`/api/v1/uploads/…`).
@@ -138,7 +107,7 @@ async fn a_cut_200_mb_upload_resumes_after_a_server_kill_to_an_identical_image()
     let (_, _, office) = relay.office_with_user("Rural Clinic");
     let work = tempfile::tempdir().expect("tempdir");
     let path = work.path().join("ct-study.dcm");
-    large_dicom(&path, 200);
+    support::large_dicom(&path, 200);
     let bytes = std::fs::read(&path).expect("read");
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     assert!(bytes.len() > 200 << 20);

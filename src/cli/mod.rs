@@ -7,6 +7,7 @@ mod jobs;
 mod output;
 mod reprocess;
 mod serve;
+mod upload;
 mod worker;
 
 use std::net::SocketAddr;
@@ -109,9 +110,11 @@ pub enum Command {
     Jobs(jobs::JobsCommand),
     /// Manage offices, users, tokens and the audit trail.
     Admin(admin::AdminArgs),
-    /// Batch runs over every stored blob: verify (more kinds to come).
+    /// Batch runs over every stored blob: verify, rederive, migrate, sweep.
     #[command(subcommand)]
     Reprocess(reprocess::ReprocessCommand),
+    /// Upload files and folders into a case (resumable, verified): the office's client.
+    Upload(upload::UploadArgs),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -192,6 +195,7 @@ impl Cli {
                 let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
                 jobs::run(&config, command).await
             }
+            Command::Upload(args) => upload::run(args).await,
             Command::Reprocess(command) => {
                 let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
                 reprocess::run(&config, command).await

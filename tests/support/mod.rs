@@ -593,3 +593,34 @@ pub fn dicom_instances(dir: &Path, count: usize) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// A real CT slice repeated as the frames of one multi-frame instance of
+/// about `megabytes` MB: a large, valid DICOM file with real pixel data.
+pub fn large_dicom(path: &Path, megabytes: usize) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom/CT_small.dcm");
+    let mut object = dicom_object::open_file(fixture).expect("fixture");
+    let frame = object
+        .element(tags::PIXEL_DATA)
+        .expect("pixel data")
+        .to_bytes()
+        .expect("native pixel data")
+        .into_owned();
+    let frames = (megabytes << 20) / frame.len();
+    let mut pixels = Vec::with_capacity(frames * frame.len());
+    for _ in 0..frames {
+        pixels.extend_from_slice(&frame);
+    }
+    object.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from(frames.to_string()),
+    ));
+    object.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::from(pixels),
+    ));
+    object.write_to_file(path).expect("write the instance");
+}
