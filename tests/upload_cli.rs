@@ -102,7 +102,10 @@ async fn a_folder_goes_up_and_a_bad_file_is_reported_and_skipped() {
         .expect("the bad file is reported");
     assert_eq!(refused["ok"], false);
     assert!(
-        refused["error"].as_str().expect("reason").contains("export it again"),
+        refused["error"]
+            .as_str()
+            .expect("reason")
+            .contains("export it again"),
         "{refused}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 of 4 files uploaded"));
