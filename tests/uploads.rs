@@ -21,6 +21,34 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// A tus request to `path` with `token`.
+fn tus(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    server
+        .http
+        .request(method, server.url(path))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+}
+
+/// A PATCH of `body` at `offset`.
+fn patch(
+    server: &Server,
+    token: &str,
+    upload: &str,
+    offset: u64,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    tus(server, reqwest::Method::PATCH, upload, token)
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", offset.to_string())
+        .body(body)
+}
+
 /// Creates an upload; returns its path (`/api/v1/uploads/…`).
 async fn create(server: &Server, token: &str, case: &str, length: u64, name: &str) -> String {
     let response = server
@@ -50,11 +78,7 @@ async fn create(server: &Server, token: &str, case: &str, length: u64, name: &st
 }
 
 async fn offset(server: &Server, token: &str, upload: &str) -> u64 {
-    let response = server
-        .http
-        .head(server.url(upload))
-        .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
+    let response = tus(server, reqwest::Method::HEAD, upload, token)
         .send()
         .await
         .expect("sent");
@@ -126,14 +150,7 @@ async fn a_cut_200_mb_upload_resumes_after_a_server_kill_to_an_identical_image()
     let resumed_at = offset(&server, &office, &upload).await;
     assert_eq!(resumed_at, kept, "what was acknowledged survived the kill");
     // A PATCH at the wrong offset is refused and changes nothing.
-    let wrong = server
-        .http
-        .patch(server.url(&upload))
-        .bearer_auth(&office)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", "0")
-        .body(bytes[..10].to_vec())
+    let wrong = patch(&server, &office, &upload, 0, bytes[..10].to_vec())
         .send()
         .await
         .expect("sent");
@@ -141,15 +158,8 @@ async fn a_cut_200_mb_upload_resumes_after_a_server_kill_to_an_identical_image()
     // The rest, with its sha256, in one PATCH.
     let rest = &bytes[resumed_at as usize..];
     let checksum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(rest));
-    let done = server
-        .http
-        .patch(server.url(&upload))
-        .bearer_auth(&office)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", resumed_at.to_string())
+    let done = patch(&server, &office, &upload, resumed_at, rest.to_vec())
         .header("upload-checksum", format!("sha256 {checksum}"))
-        .body(rest.to_vec())
         .send()
         .await
         .expect("sent");
@@ -177,11 +187,7 @@ async fn a_cut_200_mb_upload_resumes_after_a_server_kill_to_an_identical_image()
         .await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     // Asking again after the answer was lost: the upload names its image.
-    let again = server
-        .http
-        .head(server.url(&upload))
-        .bearer_auth(&office)
-        .header("tus-resumable", "1.0.0")
+    let again = tus(&server, reqwest::Method::HEAD, &upload, &office)
         .send()
         .await
         .expect("sent");
@@ -249,13 +255,7 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
         .await;
     assert_eq!(status, 404);
     // A wrong checksum discards the chunk.
-    let bad_sum = server
-        .http
-        .patch(server.url(&upload))
-        .bearer_auth(&office)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", "0")
+    let bad_sum = patch(&server, &office, &upload, 0, junk.clone())
         .header(
             "upload-checksum",
             format!(
@@ -263,20 +263,12 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
                 base64::engine::general_purpose::STANDARD.encode([0u8; 32])
             ),
         )
-        .body(junk.clone())
         .send()
         .await
         .expect("sent");
     assert_eq!(bad_sum.status(), 460);
     assert_eq!(offset(&server, &office, &upload).await, 0);
-    let refused = server
-        .http
-        .patch(server.url(&upload))
-        .bearer_auth(&office)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", "0")
-        .body(junk)
+    let refused = patch(&server, &office, &upload, 0, junk)
         .send()
         .await
         .expect("sent");
