@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backends::{OpenError, open_blobs, open_catalog};
 use crate::config::Config;
+use crate::dimse::{DicomDoor, DicomListener};
 use crate::http::metrics::Metrics;
 use crate::http::{AppState, router};
 
@@ -37,6 +38,14 @@ pub enum StartError {
     Open(#[from] OpenError),
     #[error("cannot send e-mail notices")]
     Mail(#[from] MailerError),
+    #[error(
+        "cannot listen for DICOM on {addr} (is another server using it? choose another port with --dicom-port)"
+    )]
+    BindDicom {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "cannot listen on {addr} (is another server using it? choose another address with --listen)"
     )]
@@ -65,6 +74,8 @@ pub struct App {
     reminders: ReminderPolicy,
     reminder_interval: Duration,
     request_timeout: Duration,
+    /// The DICOM door, when a DICOM port is configured.
+    dicom: Option<(DicomListener, Arc<DicomDoor>)>,
 }
 
 /// How e-mail leaves, when an SMTP relay is configured.
@@ -150,6 +161,23 @@ impl App {
         let runner = (config.workers > 0)
             .then(|| worker_runner(&catalog, &blobs, config))
             .transpose()?;
+        let dicom = match config.dicom_port {
+            Some(port) => {
+                let addr = SocketAddr::new(config.listen.ip(), port);
+                let listener = DicomListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::BindDicom { addr, source })?;
+                let door = DicomDoor {
+                    catalog: catalog.clone(),
+                    ingest: ingest.clone(),
+                    ae_title: config.dicom_ae_title.clone(),
+                    idle_timeout: config.dicom_idle_timeout,
+                    worker_wake: runner.as_ref().map(Runner::waker),
+                };
+                Some((listener, Arc::new(door)))
+            }
+            None => None,
+        };
         let state = AppState {
             catalog: catalog.clone(),
             blobs,
@@ -181,12 +209,18 @@ impl App {
             reminders: config.reminders.clone(),
             reminder_interval: config.reminder_interval,
             request_timeout: config.request_timeout,
+            dicom,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The DICOM port actually bound, when the DICOM door is on.
+    pub fn dicom_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.dicom.as_ref().map(|(listener, _)| listener.local_addr())
     }
 
     /// Serves until `shutdown` resolves, then finishes requests in flight,
@@ -217,12 +251,20 @@ impl App {
             self.catalog.clone(),
             stop.clone(),
         ));
+        let dicom = self
+            .dicom
+            .map(|(listener, door)| tokio::spawn(listener.run(door, stop.clone())));
         let service = router(self.state, self.request_timeout)
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         stop.cancel();
+        if let Some(dicom) = dicom
+            && let Err(error) = dicom.await
+        {
+            tracing::error!(%error, "DICOM listener stopped abnormally");
+        }
         if let Some((worker, reminders)) = worker {
             if let Err(error) = worker.await {
                 tracing::error!(%error, "worker stopped abnormally");

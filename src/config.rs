@@ -24,6 +24,8 @@ const DEFAULT_WORKERS: usize = 2;
 const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
 const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_DICOM_AE_TITLE: &str = "RELAY";
+const DEFAULT_DICOM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -69,6 +71,12 @@ pub struct Config {
     pub escalate_to: Vec<String>,
     /// How often reminders and escalations are looked for.
     pub reminder_interval: Duration,
+    /// The DICOM port (C-STORE, C-ECHO), on `listen`'s address; off if unset.
+    pub dicom_port: Option<u16>,
+    /// The AE title DICOM peers must call.
+    pub dicom_ae_title: String,
+    /// How long a DICOM association may wait for its peer's next PDU.
+    pub dicom_idle_timeout: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -93,6 +101,9 @@ impl fmt::Debug for Config {
             .field("reminders", &self.reminders)
             .field("escalate_to", &self.escalate_to)
             .field("reminder_interval", &self.reminder_interval)
+            .field("dicom_port", &self.dicom_port)
+            .field("dicom_ae_title", &self.dicom_ae_title)
+            .field("dicom_idle_timeout", &self.dicom_idle_timeout)
             .finish()
     }
 }
@@ -133,6 +144,10 @@ pub struct FileConfig {
     pub escalate_to: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde_opt")]
     pub reminder_interval: Option<Duration>,
+    pub dicom_port: Option<u16>,
+    pub dicom_ae_title: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub dicom_idle_timeout: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -162,6 +177,8 @@ pub struct Overrides {
     pub escalate_after: Option<Duration>,
     pub escalate_to: Option<Vec<String>>,
     pub reminder_interval: Option<Duration>,
+    pub dicom_port: Option<u16>,
+    pub dicom_ae_title: Option<String>,
 }
 
 /// The configuration cannot be loaded.
@@ -271,6 +288,16 @@ impl Config {
                 message: "must be longer than 0s".to_owned(),
             });
         }
+        let dicom_ae_title = over
+            .dicom_ae_title
+            .or(file.dicom_ae_title)
+            .unwrap_or_else(|| DEFAULT_DICOM_AE_TITLE.to_owned());
+        let dicom_ae_title = relay_workers::model::AeTitle::parse(&dicom_ae_title)
+            .map_err(|e| ConfigError::Invalid {
+                key: "dicom_ae_title",
+                message: e.to_string(),
+            })?
+            .to_string();
         Ok(Config {
             listen,
             data_dir,
@@ -322,13 +349,18 @@ impl Config {
                 .filter(|a| !a.is_empty())
                 .collect(),
             reminder_interval,
+            dicom_port: over.dicom_port.or(file.dicom_port),
+            dicom_ae_title,
+            dicom_idle_timeout: file
+                .dicom_idle_timeout
+                .unwrap_or(DEFAULT_DICOM_IDLE_TIMEOUT),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -354,6 +386,11 @@ impl Config {
             humantime::format_duration(self.reminders.escalate_after),
             self.escalate_to,
             humantime::format_duration(self.reminder_interval),
+            self.dicom_port
+                .map(|p| format!("dicom_port = {p}\n"))
+                .unwrap_or_default(),
+            self.dicom_ae_title,
+            humantime::format_duration(self.dicom_idle_timeout),
         )
     }
 }

@@ -126,6 +126,13 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "RELAY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Also accept DICOM C-STORE and C-ECHO on this TCP port (same address
+    /// as --listen; 0 picks a free port) [default: off]
+    #[arg(long, env = "RELAY_DICOM_PORT", value_name = "PORT")]
+    pub dicom_port: Option<u16>,
+    /// The AE title DICOM peers must call [default: RELAY]
+    #[arg(long, env = "RELAY_DICOM_AE_TITLE", value_name = "TITLE")]
+    pub dicom_ae_title: Option<String>,
     /// Jobs run at once by this process; 0 runs no worker in `serve` [default: 2]
     #[arg(long, env = "RELAY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
@@ -224,6 +231,8 @@ fn overrides(store: &StoreArgs, serve: &ServeArgs) -> Overrides {
         request_timeout: serve.request_timeout,
         max_connections: store.max_connections,
         max_upload_bytes: serve.max_upload_bytes,
+        dicom_port: serve.dicom_port,
+        dicom_ae_title: serve.dicom_ae_title.clone(),
         workers: serve.workers,
         job_lease: serve.job_lease,
         claim_lease: serve.claim_lease,

@@ -67,6 +67,20 @@ pub enum OfficeCommand {
         #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
         strip_location: bool,
     },
+    /// Accept DICOM associations (C-STORE, C-ECHO) from a calling AE title
+    /// for this office; prints the id of the office user the title acts as.
+    SetAe {
+        #[arg(long, value_name = "OFFICE_ID", required_unless_present = "remove")]
+        office: Option<String>,
+        /// The modality's or PACS's calling AE title (1-16 characters).
+        #[arg(long, value_name = "TITLE")]
+        ae_title: String,
+        /// Stop accepting this AE title.
+        #[arg(long, conflicts_with = "office")]
+        remove: bool,
+    },
+    /// List the calling AE titles and their offices as JSON lines.
+    AeTitles,
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +242,19 @@ pub async fn office(
                 false => eprintln!("office {id}: photos are stored with their location metadata"),
             }
             println!("{id}");
+        }
+        OfficeCommand::SetAe {
+            office,
+            ae_title,
+            remove,
+        } => {
+            let office = office
+                .map(|o| parse_id::<OfficeId>(&o, "--office"))
+                .transpose()?;
+            super::dicom::set_ae(catalog, office, &ae_title, remove).await?;
+        }
+        OfficeCommand::AeTitles => {
+            json_lines(catalog.list_ae_titles().await?)?;
         }
     }
     Ok(ExitCode::SUCCESS)

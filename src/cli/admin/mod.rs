@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod dicom;
 
 use std::process::ExitCode;
 

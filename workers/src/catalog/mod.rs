@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::audit::chain::{ChainBreak, ChainHead};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
-    CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus, Derivative,
+    AeMapping, AeTitle, CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus, Derivative,
     DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office, OfficeId,
     PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft, ReportText, Sha256,
     Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
@@ -31,6 +31,45 @@ use crate::session::{SessionKey, StoredSession};
 use crate::token::{IssuedToken, SecretDigest};
 
 use std::time::Duration;
+
+/// The DICOM C-STORE door's records: which calling AE titles belong to
+/// which office, and which draft case each office's study goes into.
+#[async_trait]
+pub trait DicomAeTitles: Send + Sync {
+    /// Maps a calling AE title to an office, creating the office user the
+    /// title acts as. Mapping it again to the same office changes nothing;
+    /// to another office is a `Conflict` (remove it first).
+    async fn set_ae_title(
+        &self,
+        ctx: &AuditContext,
+        ae_title: &AeTitle,
+        office: OfficeId,
+    ) -> Result<AeMapping, CatalogError>;
+    /// Stops accepting a calling AE title (its user and images stay).
+    async fn remove_ae_title(
+        &self,
+        ctx: &AuditContext,
+        ae_title: &AeTitle,
+    ) -> Result<(), CatalogError>;
+    async fn list_ae_titles(&self) -> Result<Vec<AeMapping>, CatalogError>;
+    /// The draft case of `draft.office_id` for a study: the one an earlier
+    /// instance of the study opened while it is still a draft, otherwise
+    /// `draft` itself, inserted with its `case.create` event.
+    async fn study_case(
+        &self,
+        ctx: &AuditContext,
+        study_instance_uid: &str,
+        draft: &Case,
+    ) -> Result<StudyCase, CatalogError>;
+}
+
+/// The case a DICOM study's instances go into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StudyCase {
+    pub case_id: CaseId,
+    /// Whether this call opened it.
+    pub created: bool,
+}
 
 /// Offices, users and tokens.
 #[async_trait]
@@ -630,6 +669,7 @@ pub trait Catalog:
     + Reprocessing
     + Placement
     + WebSessions
+    + DicomAeTitles
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;

@@ -211,6 +211,22 @@ impl Ingest {
         Ok(Ingested { image, created })
     }
 
+    /// Runs the same DICOM validation as [`Ingest::ingest`] on a Part 10
+    /// file, storing nothing: for a front door that must read the study an
+    /// instance belongs to (to find its case) and must not open a case for
+    /// an instance ingest would refuse.
+    pub async fn check_dicom(&self, path: &std::path::Path) -> Result<Value, IngestError> {
+        let max_depth = self.limits.max_dicom_depth;
+        let path = path.to_owned();
+        self.blocking(move || dicom::validate(&path, max_depth))
+            .await
+    }
+
+    /// Where uploads are spooled before they are stored.
+    pub fn spool_dir(&self) -> &std::path::Path {
+        self.blobs.spool_dir()
+    }
+
     /// Validates a photo and removes its location; returns the file to store.
     async fn photo(
         &self,

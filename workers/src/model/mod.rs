@@ -5,6 +5,7 @@
 //! that exists is a value that is valid.
 
 mod account;
+mod ae_title;
 mod case;
 mod case_status;
 mod derivative;
@@ -22,6 +23,7 @@ mod time;
 mod worklist;
 
 pub use account::{NewUser, Office, User};
+pub use ae_title::{AeMapping, AeTitle};
 pub use case::{Case, CasePatch, Clinical, ClinicalPatch, NewCase, PatientPatch, Priority};
 pub use case_status::{CaseAction, CaseStatus, InvalidTransition};
 pub use derivative::{Derivative, DeriveResult, DeriveState};

@@ -10,6 +10,7 @@ mod audit;
 mod cases;
 mod concurrency;
 mod consult;
+mod dicom;
 mod images;
 mod leases;
 mod outage;

@@ -23,6 +23,22 @@ macro_rules! scoped {
 }
 pub(super) use scoped;
 
+/// Inserts a new case row (its audit event is the caller's).
+pub(super) async fn insert_case(conn: &mut AnyConnection, case: &Case) -> Result<(), CatalogError> {
+    bind_case(
+        sqlx::query(concat!(
+            "INSERT INTO cases (",
+            case_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+        )),
+        case,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Binds every column of `cases` in the order of `case_columns!`.
 fn bind_case(
     query: Query<'static, Any, AnyArguments>,
@@ -193,17 +209,7 @@ const SELECT_SCOPED: &str = concat!(
 impl Cases for SqlCatalog {
     async fn create_case(&self, ctx: &AuditContext, case: &Case) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        bind_case(
-            sqlx::query(concat!(
-                "INSERT INTO cases (",
-                case_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
-            )),
-            case,
-        )
-        .execute(&mut *tx)
-        .await?;
+        insert_case(&mut tx, case).await?;
         record(
             &mut tx,
             ctx,

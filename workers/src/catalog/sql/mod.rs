@@ -28,6 +28,7 @@ mod audit;
 mod cases;
 mod consult;
 mod derivatives;
+mod dicom;
 mod images;
 mod placement;
 mod queue;

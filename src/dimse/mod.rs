@@ -1,0 +1,33 @@
+//! The DICOM front door: a Storage SCP (C-STORE) and Verification SCP
+//! (C-ECHO) over the DICOM upper layer (PS3.8), for modalities and PACS
+//! that speak DICOM rather than HTTP.
+//!
+//! ```text
+//! TCP accept (TCP_NODELAY) ─▶ A-ASSOCIATE: called AE must be Relay's,
+//!    calling AE must be mapped to an office (else A-ASSOCIATE-RJ)
+//!  ─▶ P-DATA: command + data set fragments reassembled per message
+//!  ─▶ C-ECHO ─▶ success
+//!  ─▶ C-STORE ─▶ Part 10 file (file meta rebuilt from the command and the
+//!       negotiated transfer syntax) ─▶ ingest's DICOM check ─▶ the office's
+//!       draft case for the study ─▶ `Ingest::ingest` ─▶ C-STORE-RSP
+//!  ─▶ A-RELEASE / A-ABORT / idle timeout
+//! ```
+//!
+//! Architecture Invariant: a C-STORE-RSP says success (0x0000) only after
+//! `Ingest::ingest` returned, that is once the blob is durable and its
+//! catalog row, derive job and audit event are committed. Every failure
+//! answers a failure status; nothing is acknowledged that was not stored.
+
+mod association;
+mod callers;
+mod command;
+mod echo;
+mod error;
+mod instance;
+mod listener;
+mod status;
+mod store;
+mod syntaxes;
+
+pub use error::DimseError;
+pub use listener::{DicomDoor, DicomListener};
