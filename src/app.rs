@@ -220,7 +220,9 @@ impl App {
 
     /// The DICOM port actually bound, when the DICOM door is on.
     pub fn dicom_addr(&self) -> Option<std::io::Result<SocketAddr>> {
-        self.dicom.as_ref().map(|(listener, _)| listener.local_addr())
+        self.dicom
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
     }
 
     /// Serves until `shutdown` resolves, then finishes requests in flight,

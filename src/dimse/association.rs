@@ -154,12 +154,20 @@ async fn run(
         let pdu = match received {
             None => {
                 tracing::info!("server stopping: association aborted");
-                abort(association, AbortRQServiceProviderReason::ReasonNotSpecified).await;
+                abort(
+                    association,
+                    AbortRQServiceProviderReason::ReasonNotSpecified,
+                )
+                .await;
                 return Ok(());
             }
             Some(Ok(pdu)) => pdu,
             Some(Err(error)) => {
-                abort(association, AbortRQServiceProviderReason::ReasonNotSpecified).await;
+                abort(
+                    association,
+                    AbortRQServiceProviderReason::ReasonNotSpecified,
+                )
+                .await;
                 return Err(error.into());
             }
         };
@@ -173,8 +181,11 @@ async fn run(
                         }
                         Ok(None) => {}
                         Err(error) => {
-                            abort(association, AbortRQServiceProviderReason::UnexpectedPduParameter)
-                                .await;
+                            abort(
+                                association,
+                                AbortRQServiceProviderReason::UnexpectedPduParameter,
+                            )
+                            .await;
                             return Err(error);
                         }
                     }
@@ -186,7 +197,11 @@ async fn run(
                 return Ok(());
             }
             Pdu::AbortRQ { source } => {
-                tracing::info!(?source, instances = stored, "association aborted by the peer");
+                tracing::info!(
+                    ?source,
+                    instances = stored,
+                    "association aborted by the peer"
+                );
                 return Ok(());
             }
             other => {

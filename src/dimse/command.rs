@@ -58,8 +58,7 @@ impl Command {
             message_id: int(tags::MESSAGE_ID, "Message ID")?,
             affected_sop_class: uid(tags::AFFECTED_SOP_CLASS_UID),
             affected_sop_instance: uid(tags::AFFECTED_SOP_INSTANCE_UID),
-            has_data_set: int(tags::COMMAND_DATA_SET_TYPE, "Command Data Set Type")?
-                != NO_DATA_SET,
+            has_data_set: int(tags::COMMAND_DATA_SET_TYPE, "Command Data Set Type")? != NO_DATA_SET,
         })
     }
 }
@@ -186,10 +185,18 @@ mod tests {
     #[test]
     fn a_request_is_read_back() {
         let mut body = Vec::new();
-        element(&mut body, tags::AFFECTED_SOP_CLASS_UID, &uid_bytes("1.2.840.10008.1.1"));
+        element(
+            &mut body,
+            tags::AFFECTED_SOP_CLASS_UID,
+            &uid_bytes("1.2.840.10008.1.1"),
+        );
         element(&mut body, tags::COMMAND_FIELD, &C_ECHO_RQ.to_le_bytes());
         element(&mut body, tags::MESSAGE_ID, &7u16.to_le_bytes());
-        element(&mut body, tags::COMMAND_DATA_SET_TYPE, &NO_DATA_SET.to_le_bytes());
+        element(
+            &mut body,
+            tags::COMMAND_DATA_SET_TYPE,
+            &NO_DATA_SET.to_le_bytes(),
+        );
         assert_eq!(Command::parse(&body).expect("parses"), echo_request());
     }
 }

@@ -30,4 +30,5 @@ mod store;
 mod syntaxes;
 
 pub use error::DimseError;
+pub use instance::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 pub use listener::{DicomDoor, DicomListener};

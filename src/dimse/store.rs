@@ -37,7 +37,12 @@ pub async fn store(
             return (status::for_ingest(&error), Some(error.to_string()));
         }
     };
-    let text = |key: &str| metadata.get(key).and_then(Value::as_str).unwrap_or_default();
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     let (sop_class, sop_instance, study) = (
         text("sop_class_uid"),
         text("sop_instance_uid"),
@@ -52,7 +57,10 @@ pub async fn store(
         );
     }
     let path = file.path().to_owned();
-    let modality = metadata.get("modality").and_then(Value::as_str).map(str::to_owned);
+    let modality = metadata
+        .get("modality")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let referral = match tokio::task::spawn_blocking(move || referral(&path, modality)).await {
         Ok(Ok(new)) => new,
         Ok(Err(message)) => return (status::CANNOT_UNDERSTAND, Some(message)),
@@ -99,7 +107,13 @@ pub async fn store(
     };
     match door
         .ingest
-        .ingest(ctx, caller.user, principal.case_scope(), case.case_id, upload)
+        .ingest(
+            ctx,
+            caller.user,
+            principal.case_scope(),
+            case.case_id,
+            upload,
+        )
         .await
     {
         Ok(ingested) => {
@@ -159,7 +173,12 @@ fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase,
     let name = text(tags::PATIENT_NAME)
         .map(|pn| {
             // PN: Family^Given^Middle^Prefix^Suffix; people read "Given Family".
-            let mut parts: Vec<&str> = pn.split('=').next().unwrap_or_default().split('^').collect();
+            let mut parts: Vec<&str> = pn
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .split('^')
+                .collect();
             if parts.len() > 1 {
                 parts.swap(0, 1);
             }

@@ -18,10 +18,10 @@ use serde::Serialize;
 use crate::audit::chain::{ChainBreak, ChainHead};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
-    AeMapping, AeTitle, CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus, Derivative,
-    DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office, OfficeId,
-    PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft, ReportText, Sha256,
-    Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
+    AeMapping, AeTitle, CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus,
+    Derivative, DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office,
+    OfficeId, PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft,
+    ReportText, Sha256, Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::reprocess::{

@@ -30,9 +30,14 @@ impl AeTitle {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let title = raw.trim_matches([' ', '\0']);
         if title.is_empty() || title.len() > 16 {
-            return Err(InvalidValue::new("an AE title must have 1 to 16 characters"));
+            return Err(InvalidValue::new(
+                "an AE title must have 1 to 16 characters",
+            ));
         }
-        if !title.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\') {
+        if !title
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+        {
             return Err(InvalidValue::new(
                 "an AE title must be printable ASCII without a backslash",
             ));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use relay_workers::audit::{AuditContext, AuditFilter};
-use relay_workers::catalog::{Accounts, AuditLog, CatalogError, Cases, DicomAeTitles};
+use relay_workers::catalog::{Accounts, AuditLog, Cases, CatalogError, DicomAeTitles};
 use relay_workers::model::{AeTitle, Case, CaseStatus, Specialty, Timestamp};
 
 use super::fixture::{Db, Party, assert_kind};
@@ -42,7 +42,10 @@ async fn an_ae_title_maps_to_one_office_and_acts_as_its_own_user(db: &Db) {
         .await
         .expect("map");
     assert_eq!(mapped.office, north.office_id());
-    assert_ne!(mapped.user, north.user.id, "the title acts as a user of its own");
+    assert_ne!(
+        mapped.user, north.user.id,
+        "the title acts as a user of its own"
+    );
     // Again to the same office: the same mapping, no second user.
     let again = db
         .catalog
@@ -132,7 +135,13 @@ async fn a_study_opens_one_draft_case_per_office(db: &Db) {
         .study_case(&north.ctx, "1.2.3.4", &dicom_draft(&north))
         .await
         .expect("later instance");
-    assert_eq!(later, relay_workers::catalog::StudyCase { created: false, ..first });
+    assert_eq!(
+        later,
+        relay_workers::catalog::StudyCase {
+            created: false,
+            ..first
+        }
+    );
     // The same study from another office is that office's own case.
     let theirs = db
         .catalog

@@ -126,11 +126,12 @@ impl DicomAeTitles for SqlCatalog {
         ae_title: &AeTitle,
     ) -> Result<(), CatalogError> {
         let mut tx = self.begin_write().await?;
-        let office: Option<String> =
-            sqlx::query_scalar("DELETE FROM dicom_ae_titles WHERE ae_title = $1 RETURNING office_id")
-                .bind(ae_title.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let office: Option<String> = sqlx::query_scalar(
+            "DELETE FROM dicom_ae_titles WHERE ae_title = $1 RETURNING office_id",
+        )
+        .bind(ae_title.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(office) = office else {
             return Err(CatalogError::NotFound { what: "AE title" });
         };
