@@ -95,6 +95,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    relay_workers::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let (mut http_rates, mut dimse_rates) = (Vec::new(), Vec::new());
     let mut bytes = 0u64;
