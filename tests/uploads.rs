@@ -244,15 +244,11 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     let junk = b"this is not an image at all, only text".to_vec();
     let upload = create(&server, &office, &case, junk.len() as u64, "junk.dcm").await;
     // Someone else's office cannot see or feed it.
-    let (status, _) = server
-        .send(
-            server
-                .http
-                .head(server.url(&upload))
-                .header("tus-resumable", "1.0.0"),
-            &other,
-        )
-        .await;
+    let status = tus(&server, reqwest::Method::HEAD, &upload, &other)
+        .send()
+        .await
+        .expect("sent")
+        .status();
     assert_eq!(status, 404);
     // A wrong checksum discards the chunk.
     let bad_sum = patch(&server, &office, &upload, 0, junk.clone())
@@ -273,30 +269,22 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
         .await
         .expect("sent");
     assert!(refused.status().is_client_error(), "{}", refused.status());
-    let (status, _) = server
-        .send(
-            server
-                .http
-                .head(server.url(&upload))
-                .header("tus-resumable", "1.0.0"),
-            &office,
-        )
-        .await;
+    let status = tus(&server, reqwest::Method::HEAD, &upload, &office)
+        .send()
+        .await
+        .expect("sent")
+        .status();
     assert_eq!(status, 404, "a refused upload is discarded");
     assert!(support::files_under(&relay.data_dir().join("blobs/sha256")).is_empty());
     assert!(support::files_under(&relay.data_dir().join("uploads")).is_empty());
 
     // Terminated: gone, and audited as cancelled.
     let upload = create(&server, &office, &case, 100, "later.dcm").await;
-    let (status, _) = server
-        .send(
-            server
-                .http
-                .delete(server.url(&upload))
-                .header("tus-resumable", "1.0.0"),
-            &office,
-        )
-        .await;
+    let status = tus(&server, reqwest::Method::DELETE, &upload, &office)
+        .send()
+        .await
+        .expect("sent")
+        .status();
     assert_eq!(status, 204);
     server.stop();
     let cancelled = relay.ok(&["admin", "audit", "--action", "upload.cancel"]);
