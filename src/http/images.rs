@@ -8,6 +8,7 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -149,22 +150,12 @@ async fn upload_multipart(
     case: relay_workers::model::CaseId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let mut multipart = Multipart::from_request(request, &state)
-        .await
-        .map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
+    let mut multipart = open_multipart(request, &state).await?;
     let mut images = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(ApiError::InvalidMultipart(e.body_text())),
-        };
-        let Some(filename) = field.file_name().map(str::to_owned) else {
+    while let Some(field) = next_field(&mut multipart).await? {
+        let Some((filename, declared, field)) = file_part(field)? else {
             continue; // form fields that are not files
         };
-        let declared =
-            Declared::from_content_type(field.content_type().unwrap_or("application/octet-stream"))
-                .map_err(|e| ApiError::from(e).with_context(&filename))?;
         let upload = Upload {
             declared,
             filename: Some(filename.clone()),
@@ -189,6 +180,38 @@ async fn upload_multipart(
         return Err(IngestError::Empty.into());
     }
     Ok((StatusCode::CREATED, Json(UploadedImages { images })).into_response())
+}
+
+/// Reads a `multipart/form-data` request's boundary from its `Content-Type`.
+pub(super) async fn open_multipart<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<Multipart, ApiError> {
+    Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::InvalidMultipart(e.body_text()))
+}
+
+/// The next part of a multipart upload.
+pub(super) async fn next_field(multipart: &mut Multipart) -> Result<Option<Field<'_>>, ApiError> {
+    multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::InvalidMultipart(e.body_text()))
+}
+
+/// A part's file name and the type its headers declare, with its body (not
+/// yet read); `None` for a form field that is not a file.
+pub(super) fn file_part(
+    field: Field<'_>,
+) -> Result<Option<(String, Declared, Field<'_>)>, ApiError> {
+    let Some(filename) = field.file_name().map(str::to_owned) else {
+        return Ok(None);
+    };
+    let declared =
+        Declared::from_content_type(field.content_type().unwrap_or("application/octet-stream"))
+            .map_err(|e| ApiError::from(e).with_context(&filename))?;
+    Ok(Some((filename, declared, field)))
 }
 
 /// `GET /api/v1/cases/{id}/images`

@@ -8,6 +8,8 @@ mod cases;
 mod consult;
 pub mod error;
 pub(crate) mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod images;
 mod jobs;

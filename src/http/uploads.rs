@@ -40,14 +40,14 @@ fn tus_headers(mut response: Response) -> Response {
     response
 }
 
-fn require_version(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_version(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get("tus-resumable").map(HeaderValue::as_bytes) {
         Some(b"1.0.0") => Ok(()),
         _ => Err(ApiError::TusVersion),
     }
 }
 
-fn number(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, ApiError> {
+pub(super) fn number(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, ApiError> {
     headers
         .get(name)
         .map(|v| {
@@ -63,7 +63,7 @@ fn number(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, ApiErr
 }
 
 /// `Upload-Metadata`: comma-separated `key base64value` pairs.
-fn metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
     let Some(raw) = headers.get("upload-metadata") else {
         return Ok(Vec::new());
     };
@@ -90,7 +90,7 @@ fn metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// `Upload-Checksum: sha256 <base64>`.
-fn checksum(headers: &HeaderMap) -> Result<Option<Sha256>, ApiError> {
+pub(super) fn checksum(headers: &HeaderMap) -> Result<Option<Sha256>, ApiError> {
     let Some(raw) = headers.get("upload-checksum") else {
         return Ok(None);
     };

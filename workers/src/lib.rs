@@ -14,6 +14,8 @@ pub mod auth;
 pub mod blob;
 pub mod catalog;
 pub mod derive;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod model;
 pub mod queue;

@@ -13,12 +13,12 @@
 //! sweep removes, never a lost acknowledged upload. Nothing is acknowledged
 //! before the transaction commits, and every refusal drops the spool file.
 
-mod dicom;
+pub(crate) mod dicom;
 mod error;
 mod exif_gps;
 mod location;
-mod photo;
-mod sniff;
+pub(crate) mod photo;
+pub(crate) mod sniff;
 mod spool;
 
 pub use error::IngestError;
