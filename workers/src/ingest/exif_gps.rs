@@ -1,11 +1,14 @@
 //! Removing the GPS block from an EXIF (TIFF) structure, in place.
 //!
-//! The GPS IFD is reached through one entry of IFD0 (tag 0x8825). That
-//! entry is taken out of IFD0 (later entries move up, the count drops by
-//! one) and every byte of the GPS IFD and its values is zeroed. Nothing
-//! else moves, so every other offset — Orientation, DateTimeOriginal, maker
-//! notes, the thumbnail — stays valid. Any structure that does not add up is
-//! an error, and the caller then drops the whole EXIF block instead.
+//! A GPS IFD is reached through an entry (tag 0x8825) of a top-level IFD:
+//! normally one entry of IFD0, but readers follow such an entry in any IFD
+//! of the chain (IFD1, the thumbnail's, included) and every one of them, so
+//! each IFD of the chain is searched and every such entry removed. An entry
+//! is taken out of its IFD (later entries move up, the count drops by one)
+//! and every byte of its GPS IFD and values is zeroed. Nothing else moves,
+//! so every other offset — Orientation, DateTimeOriginal, maker notes, the
+//! thumbnail — stays valid. Any structure that does not add up is an error,
+//! and the caller then drops the whole EXIF block instead.
 
 const GPS_IFD_POINTER: u16 = 0x8825;
 
@@ -82,7 +85,11 @@ fn type_size(field_type: u16) -> Option<usize> {
     })
 }
 
-/// Removes the GPS IFD from `tiff`; returns whether there was one.
+/// Top-level IFDs searched before the chain is called malformed (EXIF
+/// readers stop at 8 as well).
+const MAX_IFDS: usize = 8;
+
+/// Removes every GPS IFD from `tiff`; returns whether there was one.
 pub fn strip_gps(tiff: &mut [u8]) -> Result<bool, MalformedExif> {
     let little_endian = match tiff.get(0..2) {
         Some(b"II") => true,
@@ -96,25 +103,45 @@ pub fn strip_gps(tiff: &mut [u8]) -> Result<bool, MalformedExif> {
     if t.u16_at(2)? != 42 {
         return Err(MalformedExif("no TIFF magic number"));
     }
-    let ifd0 = t.u32_at(4)? as usize;
-    let count = usize::from(t.u16_at(ifd0)?);
-    let entries = ifd0 + 2;
+    let mut stripped = false;
+    let mut seen = Vec::new();
+    let mut ifd = t.u32_at(4)? as usize;
+    while ifd != 0 {
+        if seen.len() == MAX_IFDS || seen.contains(&ifd) {
+            return Err(MalformedExif("the IFD chain is too long or loops"));
+        }
+        seen.push(ifd);
+        // Each removal lowers the count, so this ends.
+        while unlink_gps(&mut t, ifd)? {
+            stripped = true;
+        }
+        let count = usize::from(t.u16_at(ifd)?);
+        ifd = t.u32_at(ifd + 2 + 12 * count)? as usize;
+    }
+    Ok(stripped)
+}
+
+/// Removes the first GPS pointer of the IFD at `ifd` and zeroes the GPS
+/// IFD it names; returns whether there was one.
+fn unlink_gps(t: &mut Tiff<'_>, ifd: usize) -> Result<bool, MalformedExif> {
+    let count = usize::from(t.u16_at(ifd)?);
+    let entries = ifd + 2;
     let end = entries + 12 * count + 4; // entries, then the next-IFD offset
     if end > t.data.len() {
-        return Err(MalformedExif("IFD0 runs past the end"));
+        return Err(MalformedExif("an IFD runs past the end"));
     }
     let Some(index) = (0..count).find(|i| t.u16_at(entries + 12 * i).ok() == Some(GPS_IFD_POINTER))
     else {
         return Ok(false);
     };
     let gps = t.u32_at(entries + 12 * index + 8)? as usize;
-    zero_ifd(&mut t, gps)?;
+    zero_ifd(t, gps)?;
     // Unlink: later entries and the next-IFD offset move up one slot.
     let at = entries + 12 * index;
     t.data.copy_within(at + 12..end, at);
     t.zero(end - 12, 12)?;
     t.put_u16(
-        ifd0,
+        ifd,
         u16::try_from(count - 1).map_err(|_| MalformedExif("entry count"))?,
     )?;
     Ok(true)
@@ -219,6 +246,77 @@ mod tests {
             );
             assert!(!tiff.windows(2).any(|w| w == b"N\0"), "latitude ref gone");
         }
+    }
+
+    /// A little-endian TIFF of `ifds` chained top-level IFDs, each a list
+    /// of `(tag, type, count, inline value)` entries, then one GPS IFD (a
+    /// GPSLatitudeRef) per GPS pointer, which the pointers are set to.
+    fn chained(ifds: &[&[(u16, u16, u32, u32)]]) -> Vec<u8> {
+        let mut v = b"II*\0\x08\0\0\0".to_vec();
+        let ifd_len = |n: usize| 2 + 12 * n + 4;
+        let mut at = 8 + ifds.iter().map(|e| ifd_len(e.len())).sum::<usize>();
+        let mut gps_ifds = 0;
+        for (i, entries) in ifds.iter().enumerate() {
+            v.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+            for &(tag, typ, count, value) in *entries {
+                let value = if tag == GPS_IFD_POINTER {
+                    gps_ifds += 1;
+                    at += 18;
+                    (at - 18) as u32
+                } else {
+                    value
+                };
+                v.extend_from_slice(&tag.to_le_bytes());
+                v.extend_from_slice(&typ.to_le_bytes());
+                v.extend_from_slice(&count.to_le_bytes());
+                v.extend_from_slice(&value.to_le_bytes());
+            }
+            let next = if i + 1 < ifds.len() { v.len() + 4 } else { 0 };
+            v.extend_from_slice(&(next as u32).to_le_bytes());
+        }
+        for _ in 0..gps_ifds {
+            v.extend_from_slice(&1u16.to_le_bytes());
+            v.extend_from_slice(&[1, 0, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]);
+            v.extend_from_slice(&0u32.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn gps_pointers_in_every_ifd_and_every_entry_are_removed() {
+        const ORIENTATION: (u16, u16, u32, u32) = (0x0112, 3, 1, 6);
+        const GPS: (u16, u16, u32, u32) = (GPS_IFD_POINTER, 4, 1, 0);
+        for ifds in [
+            &[&[ORIENTATION][..], &[GPS][..]][..],
+            &[&[ORIENTATION, GPS, GPS][..]][..],
+            &[&[GPS][..], &[ORIENTATION, GPS][..]][..],
+        ] {
+            let mut tiff = chained(ifds);
+            assert_eq!(strip_gps(&mut tiff), Ok(true), "{ifds:?}");
+            assert!(
+                !tiff.windows(2).any(|w| w == b"N\0"),
+                "{ifds:?}: a GPS IFD is left"
+            );
+            let exif = exif::Reader::new().read_raw(tiff).expect("still EXIF");
+            assert!(
+                exif.fields().all(|f| f.tag.context() != exif::Context::Gps),
+                "{ifds:?}: a reader still finds GPS fields"
+            );
+            assert!(
+                exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+                    .is_some()
+                    || ifds[0] == [GPS],
+                "{ifds:?}: orientation kept"
+            );
+        }
+    }
+
+    #[test]
+    fn a_looping_ifd_chain_is_an_error() {
+        let mut tiff = chained(&[&[(0x0112, 3, 1, 6)]]);
+        let next = tiff.len() - 4;
+        tiff[next..].copy_from_slice(&8u32.to_le_bytes());
+        assert!(strip_gps(&mut tiff).is_err());
     }
 
     #[test]

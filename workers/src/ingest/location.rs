@@ -4,7 +4,11 @@
 //! chunks are copied byte for byte, so the decoded pixels are identical.
 //! EXIF keeps everything but its GPS block (orientation and capture time
 //! stay); XMP packets that carry a location are dropped whole, as are the
-//! legacy PNG text chunks that hide EXIF or XMP in hex.
+//! legacy PNG text chunks that hide EXIF or XMP in hex. XMP that cannot be
+//! searched as it is stored is dropped too: a compressed packet (PNG zTXt,
+//! or iTXt with its compression flag set), and a JPEG's extended XMP, whose
+//! parts each reader reassembles its own way (by GUID and offset), so a
+//! location split across parts is found by no per-segment search.
 
 use bytes::{Bytes, BytesMut};
 use img_parts::jpeg::{Jpeg, JpegSegment, markers};
@@ -14,10 +18,8 @@ use super::exif_gps::strip_gps;
 use crate::model::MediaType;
 
 const EXIF_HEADER: &[u8] = b"Exif\0\0";
-const XMP_HEADERS: [&[u8]; 2] = [
-    b"http://ns.adobe.com/xap/1.0/\0",
-    b"http://ns.adobe.com/xmp/extension/\0",
-];
+const XMP_HEADER: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+const XMP_EXTENSION_HEADER: &[u8] = b"http://ns.adobe.com/xmp/extension/\0";
 /// What marks an XMP packet as carrying a location.
 const XMP_LOCATION_MARKERS: [&[u8]; 6] = [
     b"GPSLatitude",
@@ -33,7 +35,8 @@ const XMP_LOCATION_MARKERS: [&[u8]; 6] = [
 pub struct Removal {
     /// An EXIF GPS block was removed.
     pub exif_gps: bool,
-    /// An XMP packet with a location was dropped.
+    /// An XMP packet with a location, or one that cannot be searched for
+    /// one, was dropped.
     pub xmp: bool,
     /// The EXIF block could not be edited safely and was dropped whole.
     pub exif_dropped: bool,
@@ -95,8 +98,8 @@ fn jpeg(bytes: Bytes) -> Result<(Option<Bytes>, Removal), String> {
                 None => {}
             }
         } else if segment.marker() == markers::APP1
-            && XMP_HEADERS.iter().any(|h| contents.starts_with(h))
-            && carries_location(contents)
+            && (contents.starts_with(XMP_EXTENSION_HEADER)
+                || (contents.starts_with(XMP_HEADER) && carries_location(contents)))
         {
             removal.xmp = true;
         } else {
@@ -127,14 +130,18 @@ fn png(bytes: Bytes) -> Result<(Option<Bytes>, Removal), String> {
                 }
             }
             b"iTXt" | b"tEXt" | b"zTXt" => {
-                let keyword = contents.split(|&b| b == 0).next().unwrap_or_default();
+                let mut fields = contents.splitn(2, |&b| b == 0);
+                let keyword = fields.next().unwrap_or_default();
+                // iTXt: keyword, NUL, compression flag, method, language…
+                let compressed = kind == *b"zTXt"
+                    || (kind == *b"iTXt" && fields.next().and_then(|f| f.first()) == Some(&1));
                 let is_xmp = keyword == b"XML:com.adobe.xmp";
                 let is_raw_profile = matches!(
                     keyword,
                     b"Raw profile type exif" | b"Raw profile type APP1" | b"Raw profile type xmp"
                 );
                 // A compressed XMP packet cannot be searched cheaply: drop it.
-                if is_raw_profile || (is_xmp && (kind == *b"zTXt" || carries_location(contents))) {
+                if is_raw_profile || (is_xmp && (compressed || carries_location(contents))) {
                     removal.xmp |= is_xmp;
                     removal.exif_dropped |= is_raw_profile;
                 } else {
