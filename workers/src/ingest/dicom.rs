@@ -12,6 +12,7 @@ use std::path::Path;
 
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
+use dicom_encoding::decode::Decode;
 use dicom_object::Tag;
 use dicom_object::{FileMetaTable, OpenFileOptions};
 use dicom_parser::StatefulDecode;
@@ -37,6 +38,7 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
     if let Some(kind) = executable_preamble(&preamble) {
         return Err(IngestError::ExecutablePreamble(kind));
     }
+    check_meta_lengths(&mut reader, size)?;
     let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| {
         invalid(format!(
             "the file meta information (group 0002) is invalid: {e}"
@@ -169,6 +171,64 @@ fn walk(
     Ok(())
 }
 
+/// Refuses a file meta element (group 0002) whose length runs past the end
+/// of the file, before dicom-rs reads the group: its reader reserves and
+/// zeroes each value's declared length before reading it, so a file of a
+/// few hundred bytes claiming a 4 GB UID would take 4 GB of memory. This
+/// walks the same elements the same way (the group length, then elements
+/// until it is used up) and leaves the reader where it found it; anything
+/// it cannot decode is left for dicom-rs to refuse.
+fn check_meta_lengths(reader: &mut BufReader<File>, size: u64) -> Result<(), IngestError> {
+    let io = |e: std::io::Error| invalid(format!("the DICOM file cannot be read: {e}"));
+    let start = reader.stream_position().map_err(io)?;
+    let checked = meta_lengths(reader, size);
+    reader.seek(SeekFrom::Start(start)).map_err(io)?;
+    checked
+}
+
+fn meta_lengths(reader: &mut BufReader<File>, size: u64) -> Result<(), IngestError> {
+    let decoder = dicom_encoding::decode::file_header_decoder();
+    let mut word = [0u8; 4];
+    if std::io::Read::read_exact(reader, &mut word).is_err() || word != *b"DICM" {
+        return Ok(());
+    }
+    let group_length = match decoder.decode_header(reader) {
+        Ok((header, _)) if header.tag == Tag(0x0002, 0x0000) && header.len.get() == Some(4) => {
+            if std::io::Read::read_exact(reader, &mut word).is_err() {
+                return Ok(());
+            }
+            u32::from_le_bytes(word)
+        }
+        _ => return Ok(()),
+    };
+    let mut read = 0u32;
+    while read < group_length {
+        let Ok(position) = reader.stream_position() else {
+            return Ok(());
+        };
+        let Ok((header, header_len)) = decoder.decode_header(reader) else {
+            return Ok(());
+        };
+        let Some(len) = header.len.get() else {
+            return Ok(());
+        };
+        let value_at = position.saturating_add(header_len as u64);
+        check_fits(
+            value_at,
+            len,
+            size,
+            &format!("file meta element {}", header.tag),
+        )?;
+        if reader.seek_relative(i64::from(len)).is_err() {
+            return Ok(());
+        }
+        read = read
+            .saturating_add(u32::try_from(header_len).unwrap_or(u32::MAX))
+            .saturating_add(len);
+    }
+    Ok(())
+}
+
 fn check_fits(position: u64, len: u32, size: u64, what: &str) -> Result<(), IngestError> {
     if position.saturating_add(u64::from(len)) > size {
         return Err(invalid(format!(
@@ -176,4 +236,35 @@ fn check_fits(position: u64, len: u32, size: u64, what: &str) -> Result<(), Inge
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file meta group whose Media Storage SOP Class UID, encoded with a
+    /// 4-byte length, claims nearly 4 GB in a file of 164 bytes.
+    fn meta_claiming(len: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend_from_slice(&[2, 0, 0, 0, b'U', b'L', 4, 0]);
+        bytes.extend_from_slice(&200u32.to_le_bytes());
+        bytes.extend_from_slice(&[2, 0, 2, 0, b'U', b'N', 0, 0]);
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&b"1.2.3\0".repeat(4));
+        bytes
+    }
+
+    #[test]
+    fn a_meta_element_past_the_end_is_refused_before_it_is_read() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, &meta_claiming(0xFFFF_FFF0)).expect("written");
+        let started = std::time::Instant::now();
+        let error = validate(file.path(), 16).expect_err("refused");
+        assert!(
+            error.to_string().contains("past the end"),
+            "refused for the length, not after reading it: {error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
 }
