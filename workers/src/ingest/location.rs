@@ -64,17 +64,31 @@ fn carries_location(packet: &[u8]) -> bool {
         .any(|m| packet.windows(m.len()).any(|w| w == *m))
 }
 
-/// Edits an EXIF TIFF block; `None` means drop the block.
-fn edit_exif(tiff: &[u8], removal: &mut Removal) -> Option<Vec<u8>> {
+/// What became of one EXIF block.
+enum ExifEdit {
+    /// It had no GPS block: keep it as it was.
+    Unchanged,
+    /// Its GPS block was removed: keep this instead.
+    Edited(Vec<u8>),
+    /// It could not be edited safely: drop it.
+    Dropped,
+}
+
+/// Edits one EXIF TIFF block, recording what was done in `removal`. The
+/// answer is about this block alone: `removal` may already record an edit
+/// of an earlier block of the same photo (a JPEG may carry several EXIF
+/// segments, and each must be edited).
+fn edit_exif(tiff: &[u8], removal: &mut Removal) -> ExifEdit {
     let mut edited = tiff.to_vec();
     match strip_gps(&mut edited) {
-        Ok(stripped) => {
-            removal.exif_gps |= stripped;
-            Some(edited)
+        Ok(true) => {
+            removal.exif_gps = true;
+            ExifEdit::Edited(edited)
         }
+        Ok(false) => ExifEdit::Unchanged,
         Err(_) => {
             removal.exif_dropped = true;
-            None
+            ExifEdit::Dropped
         }
     }
 }
@@ -87,15 +101,14 @@ fn jpeg(bytes: Bytes) -> Result<(Option<Bytes>, Removal), String> {
     for segment in jpeg.segments_mut().drain(..) {
         let contents = segment.contents();
         if segment.marker() == markers::APP1 && contents.starts_with(EXIF_HEADER) {
-            let before = removal;
             match edit_exif(&contents[EXIF_HEADER.len()..], &mut removal) {
-                Some(tiff) if removal != before => {
+                ExifEdit::Edited(tiff) => {
                     let mut new = BytesMut::from(EXIF_HEADER);
                     new.extend_from_slice(&tiff);
                     kept.push(JpegSegment::new_with_contents(markers::APP1, new.freeze()));
                 }
-                Some(_) => kept.push(segment),
-                None => {}
+                ExifEdit::Unchanged => kept.push(segment),
+                ExifEdit::Dropped => {}
             }
         } else if segment.marker() == markers::APP1
             && (contents.starts_with(XMP_EXTENSION_HEADER)
@@ -119,16 +132,11 @@ fn png(bytes: Bytes) -> Result<(Option<Bytes>, Removal), String> {
         let kind = chunk.kind();
         let contents = chunk.contents();
         match &kind {
-            b"eXIf" => {
-                let before = removal;
-                match edit_exif(contents, &mut removal) {
-                    Some(tiff) if removal != before => {
-                        kept.push(PngChunk::new(kind, Bytes::from(tiff)))
-                    }
-                    Some(_) => kept.push(chunk),
-                    None => {}
-                }
-            }
+            b"eXIf" => match edit_exif(contents, &mut removal) {
+                ExifEdit::Edited(tiff) => kept.push(PngChunk::new(kind, Bytes::from(tiff))),
+                ExifEdit::Unchanged => kept.push(chunk),
+                ExifEdit::Dropped => {}
+            },
             b"iTXt" | b"tEXt" | b"zTXt" => {
                 let mut fields = contents.splitn(2, |&b| b == 0);
                 let keyword = fields.next().unwrap_or_default();
