@@ -154,6 +154,7 @@ fn walk(
                     .get()
                     .ok_or_else(|| invalid(format!("element {tag} has an undefined length")))?;
                 check_fits(decoder.position(), len, size, &format!("element {tag}"))?;
+                check_multiple(tag, header.vr.to_bytes(), len)?;
                 decoder
                     .skip_bytes(len)
                     .map_err(|e| invalid(format!("element {tag} cannot be read: {e}")))?;
@@ -167,6 +168,28 @@ fn walk(
             LazyDataToken::ElementHeader(_) => {}
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Refuses a binary value whose length is not a whole number of values
+/// (PS3.5 6.2 requires it). dicom-rs reads only the whole values of such an
+/// element and goes on from the wrong offset, so the parse after this walk
+/// would read headers from the middle of a value: a 3 KB file whose UL
+/// element had 46 bytes then claimed an 808 MB value, which dicom-rs
+/// reserved and zeroed before finding the file too short.
+fn check_multiple(tag: Tag, vr: [u8; 2], len: u32) -> Result<(), IngestError> {
+    let unit = match &vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"FL" | b"AT" | b"OF" | b"OL" => 4,
+        b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => 8,
+        _ => return Ok(()),
+    };
+    if !len.is_multiple_of(unit) {
+        let vr = String::from_utf8_lossy(&vr);
+        return Err(invalid(format!(
+            "element {tag} ({vr}) has {len} bytes, not a whole number of {unit}-byte values"
+        )));
     }
     Ok(())
 }
@@ -253,6 +276,28 @@ mod tests {
         bytes.extend_from_slice(&len.to_le_bytes());
         bytes.extend_from_slice(&b"1.2.3\0".repeat(4));
         bytes
+    }
+
+    #[test]
+    fn every_dicom_fixture_is_accepted() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dicom");
+        for entry in std::fs::read_dir(dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            if let Err(e) = validate(&path, 16) {
+                panic!("{} refused: {e}", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_binary_value_of_a_partial_length_is_refused() {
+        let tag = Tag(0x0008, 0x0018);
+        assert!(check_multiple(tag, *b"UL", 46).is_err());
+        assert!(check_multiple(tag, *b"US", 3).is_err());
+        assert!(check_multiple(tag, *b"FD", 12).is_err());
+        assert!(check_multiple(tag, *b"UL", 44).is_ok());
+        assert!(check_multiple(tag, *b"UI", 45).is_ok());
+        assert!(check_multiple(tag, *b"OB", 45).is_ok());
     }
 
     #[test]
