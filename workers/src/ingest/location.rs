@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use img_parts::jpeg::{Jpeg, JpegSegment, markers};
 use img_parts::png::{Png, PngChunk};
 
+use super::IngestError;
 use super::exif_gps::strip_gps;
 use crate::model::MediaType;
 
@@ -56,6 +57,35 @@ pub fn remove_location(bytes: Bytes, media: MediaType) -> Result<(Option<Bytes>,
         MediaType::Png => png(bytes),
         MediaType::Dicom => Ok((None, Removal::default())),
     }
+}
+
+/// [`remove_location`] for a photo that decoded to `dimensions` within
+/// `max_pixels`, as ingest calls it: an edited photo must decode to the
+/// same dimensions. Removal only drops metadata, but the container parser
+/// that edits and the decoder may read a damaged file differently (bytes
+/// between segments, a segment length that points into the EXIF
+/// thumbnail), and the edited file can then be a different picture — the
+/// thumbnail instead of the photo. Such a photo is refused, not stored.
+pub fn remove_location_checked(
+    bytes: Bytes,
+    media: MediaType,
+    max_pixels: u64,
+    dimensions: (u32, u32),
+) -> Result<(Option<Bytes>, Removal), IngestError> {
+    let (edited, removal) = remove_location(bytes, media).map_err(IngestError::InvalidImage)?;
+    if let Some(edited) = &edited {
+        let ambiguous = || {
+            IngestError::InvalidImage(format!(
+                "the {} decodes differently once its location is removed; its structure is damaged, export it again",
+                media.as_str()
+            ))
+        };
+        let after = super::photo::validate(edited, media, max_pixels).map_err(|_| ambiguous())?;
+        if after != dimensions {
+            return Err(ambiguous());
+        }
+    }
+    Ok((edited, removal))
 }
 
 fn carries_location(packet: &[u8]) -> bool {

@@ -22,7 +22,7 @@ pub(crate) mod sniff;
 mod spool;
 
 pub use error::IngestError;
-pub use location::{Removal, remove_location};
+pub use location::{Removal, remove_location, remove_location_checked};
 pub use sniff::{Sniffed, sniff};
 
 use std::io::Write;
@@ -250,7 +250,7 @@ impl Ingest {
             .blocking(move || {
                 let (width, height) = photo::validate(&bytes, media, max_pixels)?;
                 let (edited, removal) = if strip_location {
-                    remove_location(bytes.clone(), media).map_err(IngestError::InvalidImage)?
+                    remove_location_checked(bytes.clone(), media, max_pixels, (width, height))?
                 } else {
                     (None, Removal::default())
                 };
