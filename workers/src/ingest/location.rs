@@ -111,6 +111,13 @@ enum ExifEdit {
 fn edit_exif(tiff: &[u8], removal: &mut Removal) -> ExifEdit {
     let mut edited = tiff.to_vec();
     match strip_gps(&mut edited) {
+        // An edit that leaves a structure the editor itself cannot read
+        // again (a GPS IFD overlapping the IFD that points to it) is not
+        // trusted: the block is dropped instead.
+        Ok(true) if strip_gps(&mut edited.clone()) != Ok(false) => {
+            removal.exif_dropped = true;
+            ExifEdit::Dropped
+        }
         Ok(true) => {
             removal.exif_gps = true;
             ExifEdit::Edited(edited)
