@@ -8,14 +8,15 @@
 //!  ─▶ P-DATA: command + data set fragments reassembled per message
 //!  ─▶ C-ECHO ─▶ success
 //!  ─▶ C-STORE ─▶ Part 10 file (file meta rebuilt from the command and the
-//!       negotiated transfer syntax) ─▶ ingest's DICOM check ─▶ the office's
-//!       draft case for the study ─▶ `Ingest::ingest` ─▶ C-STORE-RSP
+//!       negotiated transfer syntax) ─▶ ingest's DICOM check, parsed once
+//!       ─▶ the office's draft case for the study (a read once it exists)
+//!       ─▶ `Ingest::ingest_checked` ─▶ C-STORE-RSP
 //!  ─▶ A-RELEASE / A-ABORT / idle timeout
 //! ```
 //!
 //! Architecture Invariant: a C-STORE-RSP says success (0x0000) only after
-//! `Ingest::ingest` returned, that is once the blob is durable and its
-//! catalog row, derive job and audit event are committed. Every failure
+//! ingest returned (`Ingest::ingest_checked`), that is once the blob is
+//! durable and its catalog row, derive job and audit event are committed. Every failure
 //! answers a failure status; nothing is acknowledged that was not stored.
 
 mod association;

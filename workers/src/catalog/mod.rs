@@ -52,6 +52,15 @@ pub trait DicomAeTitles: Send + Sync {
         ae_title: &AeTitle,
     ) -> Result<(), CatalogError>;
     async fn list_ae_titles(&self) -> Result<Vec<AeMapping>, CatalogError>;
+    /// The draft case an earlier instance of the study opened in `office`,
+    /// if it is still a draft: a plain read, so the instances after a
+    /// study's first do not queue for the write lock. `None` sends the
+    /// caller to [`study_case`](Self::study_case), which settles races.
+    async fn draft_study_case(
+        &self,
+        office: OfficeId,
+        study_instance_uid: &str,
+    ) -> Result<Option<CaseId>, CatalogError>;
     /// The draft case of `draft.office_id` for a study: the one an earlier
     /// instance of the study opened while it is still a draft, otherwise
     /// `draft` itself, inserted with its `case.create` event.

@@ -4,7 +4,9 @@
 //! walk over the whole data set that checks every element's length against
 //! the bytes actually in the file and bounds sequence nesting (so a forged
 //! length can never make a later reader allocate gigabytes), then a parse of
-//! everything before Pixel Data for the attributes Relay needs.
+//! everything before Pixel Data for the attributes Relay needs. That parse
+//! is kept ([`Validated::header`]) for a front door that needs more of the
+//! same attributes, so nothing is parsed twice.
 
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
@@ -13,7 +15,7 @@ use std::path::Path;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::Tag;
-use dicom_object::{FileMetaTable, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, FileMetaTable, OpenFileOptions};
 use dicom_parser::StatefulDecode;
 use dicom_parser::dataset::LazyDataToken;
 use dicom_parser::dataset::lazy_read::LazyDataSetReader;
@@ -27,8 +29,17 @@ fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::InvalidDicom(message.into())
 }
 
-/// Validates the file at `path`; returns the attributes for the receipt.
-pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
+/// A file that passed [`validate`].
+#[derive(Debug)]
+pub struct Validated {
+    /// The attributes for the receipt.
+    pub metadata: Value,
+    /// Everything before Pixel Data, as parsed.
+    pub header: DefaultDicomObject,
+}
+
+/// Validates the file at `path`.
+pub fn validate(path: &Path, max_depth: usize) -> Result<Validated, IngestError> {
     let io = |e: std::io::Error| invalid(format!("the DICOM file cannot be read: {e}"));
     let size = std::fs::metadata(path).map_err(io)?.len();
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
@@ -58,14 +69,7 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
-    let text = |tag: Tag| {
-        object
-            .element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
+    let text = |tag: Tag| attribute_text(&object, tag);
     let number = |tag: Tag| {
         object
             .element(tag)
@@ -114,7 +118,21 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
         "transfer_syntax".into(),
         json!(ts_uid.trim_end_matches('\0')),
     );
-    Ok(Value::Object(out))
+    Ok(Validated {
+        metadata: Value::Object(out),
+        header: object,
+    })
+}
+
+/// An attribute's value as text, without padding; `None` when absent,
+/// empty or not text.
+pub fn attribute_text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    object
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// Walks every token from `start`, checking lengths and depth, reading no values.

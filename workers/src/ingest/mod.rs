@@ -8,11 +8,18 @@
 //!         in ONE transaction ─▶ receipt
 //! ```
 //!
+//! A front door that already holds a whole DICOM file and must read it
+//! before it knows the case (C-STORE) checks it once with
+//! [`Ingest::check_dicom_file`] and stores the [`CheckedDicom`] with
+//! [`Ingest::ingest_checked`]: the same checks, in the same order, and the
+//! same store and transaction below.
+//!
 //! Architecture Invariant: blob first, row second. A row never points at a
 //! missing blob; a blob without a row (a crash in between) is an orphan a
 //! sweep removes, never a lost acknowledged upload. Nothing is acknowledged
 //! before the transaction commits, and every refusal drops the spool file.
 
+mod checked;
 mod dicom;
 mod error;
 mod exif_gps;
@@ -21,6 +28,7 @@ mod photo;
 mod sniff;
 mod spool;
 
+pub use checked::CheckedDicom;
 pub use error::IngestError;
 pub use location::{Removal, remove_location};
 pub use sniff::{Sniffed, sniff};
@@ -35,7 +43,7 @@ use tokio::sync::Semaphore;
 
 use crate::audit::AuditContext;
 use crate::blob::{BlobError, BlobStore, keep_after_commit};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, UploadTarget};
 use crate::model::{
     CaseId, CaseScope, DeriveState, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
 };
@@ -177,16 +185,94 @@ impl Ingest {
         }
         let media = media_type(sniff(&spooled.head), upload.declared)?;
         let received = (spooled.sha256, spooled.size);
-        let (file, stored_sha256, stored_size, metadata) = if media.is_photo() {
-            self.photo(spooled, media, target.strip_location).await?
+        let accepted = if media.is_photo() {
+            let (file, sha256, size, metadata) =
+                self.photo(spooled, media, target.strip_location).await?;
+            Accepted {
+                file,
+                media,
+                received,
+                stored: (sha256, size),
+                metadata,
+            }
         } else {
             let max_depth = self.limits.max_dicom_depth;
             let path = spooled.file.path().to_owned();
-            let metadata = self
+            let validated = self
                 .blocking(move || dicom::validate(&path, max_depth))
                 .await?;
-            (spooled.file, spooled.sha256, spooled.size, metadata)
+            Accepted {
+                file: spooled.file,
+                media,
+                received,
+                stored: received,
+                metadata: validated.metadata,
+            }
         };
+        self.store(ctx, uploaded_by, scope, case, target, filename, accepted)
+            .await
+    }
+
+    /// Hashes and validates a whole DICOM Part 10 file as [`Ingest::ingest`]
+    /// would, storing nothing: for a front door that must read the
+    /// instance (its study, its patient) before it knows the case, and must
+    /// not open a case for an instance ingest would refuse. Store the result
+    /// with [`Ingest::ingest_checked`]; dropping it removes the file.
+    pub async fn check_dicom_file(
+        &self,
+        file: tempfile::NamedTempFile,
+    ) -> Result<CheckedDicom, IngestError> {
+        let (limit, max_depth) = (self.limits.max_bytes, self.limits.max_dicom_depth);
+        self.blocking(move || checked::check(file, limit, max_depth))
+            .await
+    }
+
+    /// Stores a file [`Ingest::check_dicom_file`] accepted into `case`:
+    /// the case and file name checks, then the same durable store and
+    /// transaction as [`Ingest::ingest`].
+    pub async fn ingest_checked(
+        &self,
+        ctx: &AuditContext,
+        uploaded_by: UserId,
+        scope: CaseScope,
+        case: CaseId,
+        filename: Option<String>,
+        dicom: CheckedDicom,
+    ) -> Result<Ingested, IngestError> {
+        let filename = filename.map(check_filename).transpose()?;
+        let target = self.catalog.upload_target(scope, case).await?;
+        let received = (dicom.sha256, dicom.size);
+        let accepted = Accepted {
+            file: dicom.file,
+            media: MediaType::Dicom,
+            received,
+            stored: received,
+            metadata: dicom.metadata,
+        };
+        self.store(ctx, uploaded_by, scope, case, target, filename, accepted)
+            .await
+    }
+
+    /// Blob first, row second: makes the accepted file durable, then
+    /// commits its image row, blob row, derive job and audit event.
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &self,
+        ctx: &AuditContext,
+        uploaded_by: UserId,
+        scope: CaseScope,
+        case: CaseId,
+        target: UploadTarget,
+        filename: Option<String>,
+        accepted: Accepted,
+    ) -> Result<Ingested, IngestError> {
+        let Accepted {
+            file,
+            media,
+            received,
+            stored: (stored_sha256, stored_size),
+            metadata,
+        } = accepted;
         let persisted = self.blobs.put(stored_sha256, &file).await?;
         let image = Image {
             id: ImageId::generate(),
@@ -209,17 +295,6 @@ impl Ingest {
         let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
         keep_after_commit(self.blobs.as_ref(), stored_sha256, &file, persisted).await?;
         Ok(Ingested { image, created })
-    }
-
-    /// Runs the same DICOM validation as [`Ingest::ingest`] on a Part 10
-    /// file, storing nothing: for a front door that must read the study an
-    /// instance belongs to (to find its case) and must not open a case for
-    /// an instance ingest would refuse.
-    pub async fn check_dicom(&self, path: &std::path::Path) -> Result<Value, IngestError> {
-        let max_depth = self.limits.max_dicom_depth;
-        let path = path.to_owned();
-        self.blocking(move || dicom::validate(&path, max_depth))
-            .await
     }
 
     /// Where uploads are spooled before they are stored.
@@ -295,6 +370,17 @@ impl Ingest {
             IngestError::InvalidImage(format!("the file could not be processed: {e}"))
         })?
     }
+}
+
+/// A file every check accepted, ready to be stored.
+struct Accepted {
+    file: tempfile::NamedTempFile,
+    media: MediaType,
+    /// The sha256 and size of what the client sent.
+    received: (Sha256, u64),
+    /// The sha256 and size of what is stored (a photo may lose its location).
+    stored: (Sha256, u64),
+    metadata: Value,
 }
 
 fn write_spool(
