@@ -172,6 +172,7 @@ impl App {
                     ingest: ingest.clone(),
                     ae_title: config.dicom_ae_title.clone(),
                     idle_timeout: config.dicom_idle_timeout,
+                    max_associations: config.dicom_max_associations,
                     worker_wake: runner.as_ref().map(Runner::waker),
                 };
                 Some((listener, Arc::new(door)))

@@ -26,6 +26,8 @@ const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DICOM_AE_TITLE: &str = "RELAY";
 const DEFAULT_DICOM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// DICOM associations served at once; more are refused as transient.
+const DEFAULT_DICOM_MAX_ASSOCIATIONS: usize = 32;
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -77,6 +79,9 @@ pub struct Config {
     pub dicom_ae_title: String,
     /// How long a DICOM association may wait for its peer's next PDU.
     pub dicom_idle_timeout: Duration,
+    /// DICOM associations served at once; past it a request is refused
+    /// with a transient A-ASSOCIATE-RJ (local limit exceeded).
+    pub dicom_max_associations: usize,
 }
 
 impl fmt::Debug for Config {
@@ -104,6 +109,7 @@ impl fmt::Debug for Config {
             .field("dicom_port", &self.dicom_port)
             .field("dicom_ae_title", &self.dicom_ae_title)
             .field("dicom_idle_timeout", &self.dicom_idle_timeout)
+            .field("dicom_max_associations", &self.dicom_max_associations)
             .finish()
     }
 }
@@ -148,6 +154,7 @@ pub struct FileConfig {
     pub dicom_ae_title: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub dicom_idle_timeout: Option<Duration>,
+    pub dicom_max_associations: Option<usize>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -354,13 +361,17 @@ impl Config {
             dicom_idle_timeout: file
                 .dicom_idle_timeout
                 .unwrap_or(DEFAULT_DICOM_IDLE_TIMEOUT),
+            dicom_max_associations: file
+                .dicom_max_associations
+                .unwrap_or(DEFAULT_DICOM_MAX_ASSOCIATIONS)
+                .max(1),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\ndicom_max_associations = {}\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -391,6 +402,7 @@ impl Config {
                 .unwrap_or_default(),
             self.dicom_ae_title,
             humantime::format_duration(self.dicom_idle_timeout),
+            self.dicom_max_associations,
         )
     }
 }

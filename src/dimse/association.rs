@@ -30,6 +30,7 @@ use super::command::{self, C_ECHO_RQ, C_STORE_RQ, C_STORE_RSP, Command};
 use super::error::DimseError;
 use super::instance::{Identity, Incoming, file_meta};
 use super::listener::DicomDoor;
+use super::reject::{self, Busy};
 use super::status;
 use super::syntaxes::{STORAGE, TRANSFER, VERIFICATION};
 use super::{echo, store};
@@ -81,7 +82,16 @@ async fn run(
     id: &str,
     stop: &CancellationToken,
 ) -> Result<(), DimseError> {
-    let callers = KnownCallers::new(door.catalog.list_ae_titles().await?);
+    let callers = match door.catalog.list_ae_titles().await {
+        Ok(mappings) => KnownCallers::new(mappings),
+        Err(error) => {
+            // The calling AE title cannot be checked: "try later", not
+            // "unknown caller", so the device keeps its instances queued.
+            tracing::error!(%error, "cannot read the AE titles; association rejected (transient)");
+            reject::reject(socket, Busy::CatalogUnavailable).await;
+            return Ok(());
+        }
+    };
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(callers.clone())
         .ae_title(door.ae_title.clone())
@@ -168,7 +178,12 @@ async fn run(
                     AbortRQServiceProviderReason::ReasonNotSpecified,
                 )
                 .await;
-                return Err(error.into());
+                return Err(match error {
+                    dicom_ul::association::Error::Timeout { .. } => {
+                        DimseError::Idle(door.idle_timeout)
+                    }
+                    other => other.into(),
+                });
             }
         };
         match pdu {

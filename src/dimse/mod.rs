@@ -3,8 +3,10 @@
 //! that speak DICOM rather than HTTP.
 //!
 //! ```text
-//! TCP accept (TCP_NODELAY) ─▶ A-ASSOCIATE: called AE must be Relay's,
-//!    calling AE must be mapped to an office (else A-ASSOCIATE-RJ)
+//! TCP accept (TCP_NODELAY) ─▶ past the association limit, or the catalog
+//!    unreadable: A-ASSOCIATE-RJ rejected-transient
+//!  ─▶ A-ASSOCIATE: called AE must be Relay's, calling AE must be mapped
+//!    to an office (else A-ASSOCIATE-RJ rejected-permanent)
 //!  ─▶ P-DATA: command + data set fragments reassembled per message
 //!  ─▶ C-ECHO ─▶ success
 //!  ─▶ C-STORE ─▶ Part 10 file (file meta rebuilt from the command and the
@@ -26,6 +28,7 @@ mod echo;
 mod error;
 mod instance;
 mod listener;
+mod reject;
 mod status;
 mod store;
 mod syntaxes;
