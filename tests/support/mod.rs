@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod dicom_peer;
 pub mod proxy;
 pub mod receivers;
 pub mod stores;
