@@ -133,8 +133,15 @@ mod tests {
         assert_eq!(dicom.size, bytes.len() as u64);
         assert!(dicom.uid("study_instance_uid").starts_with("1.3.6.1"));
         assert_eq!(dicom.uid("modality"), "CT");
-        assert_eq!(dicom.text(tags::PATIENT_NAME).as_deref(), Some("CompressedSamples^CT1"));
-        assert_eq!(dicom.text(tags::PIXEL_DATA), None, "read only up to Pixel Data");
+        assert_eq!(
+            dicom.text(tags::PATIENT_NAME).as_deref(),
+            Some("CompressedSamples^CT1")
+        );
+        assert_eq!(
+            dicom.text(tags::PIXEL_DATA),
+            None,
+            "read only up to Pixel Data"
+        );
     }
 
     #[test]
