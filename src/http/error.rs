@@ -19,6 +19,8 @@ use relay_workers::resumable::ResumableError;
 use relay_workers::stages::RenderError;
 use serde::Serialize;
 
+use super::throttle::RetryAfter;
+
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -91,6 +93,9 @@ pub enum ApiError {
     /// A tus request without `Tus-Resumable: 1.0.0`.
     #[error("this server speaks tus 1.0.0: send Tus-Resumable: 1.0.0")]
     TusVersion,
+    /// The client's address spent its budget of failed authentications.
+    #[error("too many failed sign-in attempts from this address: retry in {} s", .0.seconds())]
+    Throttled(RetryAfter),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -227,6 +232,7 @@ impl ApiError {
                 ResumableError::Io(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::TusVersion => (S::PRECONDITION_FAILED, "tus_version"),
+            ApiError::Throttled(_) => (S::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -279,6 +285,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if let ApiError::Throttled(wait) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
         }
         if status == StatusCode::UNAUTHORIZED
             && !matches!(self, ApiError::Unauthorized(AuthError::SessionEnded))
