@@ -72,12 +72,11 @@ pub enum ApiError {
     Ingest(IngestError),
     #[error("invalid multipart body: {0}")]
     InvalidMultipart(String),
-    /// One file of a multipart upload failed.
-    #[error("{filename}: {inner}")]
-    InFile {
-        filename: String,
-        inner: Box<ApiError>,
-    },
+    /// One file of a multipart upload failed. It is named by its place in
+    /// the upload, not its filename: filenames often carry a patient's name,
+    /// and errors are logged.
+    #[error("file {part} of the upload: {inner}")]
+    InFile { part: usize, inner: Box<ApiError> },
     #[error("the stored bytes failed verification; the operator has been alerted")]
     Integrity,
     #[error("the range is not satisfiable for {size} bytes")]
@@ -123,10 +122,11 @@ impl From<IngestError> for ApiError {
 }
 
 impl ApiError {
-    /// Names the file a multipart failure belongs to.
-    pub fn with_context(self, filename: &str) -> Self {
+    /// Names the file (1-based place in a multipart upload) a failure
+    /// belongs to.
+    pub fn in_file(self, part: usize) -> Self {
         ApiError::InFile {
-            filename: filename.to_owned(),
+            part,
             inner: Box::new(self),
         }
     }
@@ -239,8 +239,11 @@ impl ApiError {
 
     /// What the client is told. Server-side causes stay in the log.
     pub fn public_message(&self, status: StatusCode) -> String {
-        if let ApiError::InFile { filename, inner } = self {
-            return format!("{filename}: {}", inner.public_message(status));
+        if let ApiError::InFile { part, inner } = self {
+            return format!(
+                "file {part} of the upload: {}",
+                inner.public_message(status)
+            );
         }
         match self {
             ApiError::Integrity
