@@ -316,6 +316,12 @@ impl Agent {
         if !ready.is_empty() && self.may_try().await {
             let work = self.assign(ready).await;
             queued = work.len();
+            {
+                let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+                status.incomplete = incomplete;
+                status.queued = queued;
+                status.waiting = self.waiting.len();
+            }
             queued -= self.send(work).await;
         }
         if self.offline.is_none() {
@@ -393,7 +399,7 @@ impl Agent {
     async fn send(&mut self, work: Vec<(Seen, String, String)>) -> usize {
         let stop = Arc::new(AtomicBool::new(false));
         let shared = self.shared.clone();
-        let results: Vec<(Seen, String, Delivered)> = futures_util::stream::iter(work)
+        let mut results = futures_util::stream::iter(work)
             .map(|(file, group, case)| {
                 let (shared, stop) = (shared.clone(), stop.clone());
                 async move {
@@ -411,11 +417,10 @@ impl Agent {
                     (file, case, delivered)
                 }
             })
-            .buffer_unordered(self.args.concurrency)
-            .collect()
-            .await;
+            .buffer_unordered(self.args.concurrency);
         let mut ended = 0;
-        for (file, case, delivered) in results {
+        // Each file is reported as it ends, not when the batch does.
+        while let Some((file, case, delivered)) = results.next().await {
             match delivered {
                 Delivered::Done {
                     image,
@@ -448,18 +453,19 @@ impl Agent {
                 }
                 Delivered::Later(reason) => self.went_offline(reason),
             }
+            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.done = self
+                .lines
+                .iter()
+                .filter(|l| matches!(l, Line::Done { .. }))
+                .count();
+            status.failed = self
+                .lines
+                .iter()
+                .filter(|l| matches!(l, Line::Failed { .. }))
+                .count();
+            status.queued = status.queued.saturating_sub(1);
         }
-        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        status.done = self
-            .lines
-            .iter()
-            .filter(|l| matches!(l, Line::Done { .. }))
-            .count();
-        status.failed = self
-            .lines
-            .iter()
-            .filter(|l| matches!(l, Line::Failed { .. }))
-            .count();
         ended
     }
 
