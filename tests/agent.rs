@@ -487,3 +487,40 @@ async fn files_stay_queued_while_the_server_is_unreachable_and_go_up_when_it_is_
     drop(proxy);
     site.server.stop();
 }
+
+#[tokio::test]
+async fn case_per_study_groups_loose_dicom_by_study_with_the_referral_template() {
+    let site = Site::new();
+    let watch = site.watch();
+    copy(
+        watch,
+        &[
+            "dicom/CT_small.dcm",
+            "dicom/MR_small.dcm",
+            "dicom/MR_small_RLE.dcm",
+            "photos/plain.png",
+        ],
+    );
+    let template = site.relay.dir().join("referral.json");
+    std::fs::write(&template, referral("radiology").to_string()).expect("template");
+    let out = site
+        .agent(&site.server.url(""), &["--once", "--case-per", "study"])
+        .arg("--referral-template")
+        .arg(&template)
+        .output()
+        .expect("relay agent runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The CT study, the MR study (two files), and the loose photo.
+    let mut sizes = Vec::new();
+    for case in site.cases().await {
+        sizes.push(site.images(case["id"].as_str().expect("id")).await.len());
+        assert_eq!(case["status"], "draft", "left for the clinic to submit");
+    }
+    sizes.sort();
+    assert_eq!(sizes, [1, 1, 2]);
+    assert_eq!(rels(watch, "done").len(), 4);
+}

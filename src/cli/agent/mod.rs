@@ -13,6 +13,7 @@ mod cases;
 mod deliver;
 mod durable;
 mod journal;
+mod link;
 mod moves;
 mod rules;
 mod scan;
@@ -33,6 +34,7 @@ use futures_util::StreamExt;
 use self::cases::{CaseFor, Cases};
 use self::deliver::{Delivered, deliver, finish};
 use self::journal::{Journal, JournalError, Record};
+use self::link::Link;
 use self::rules::{CasePer, GroupOf};
 use self::scan::{Seen, Stability, scan};
 use self::status::{Line, Status};
@@ -191,14 +193,6 @@ async fn shutdown() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Since when, and until when, the server is left alone.
-#[derive(Debug)]
-struct Offline {
-    reason: String,
-    pause: Duration,
-    next_try: Instant,
-}
-
 /// The loop's state.
 #[derive(Debug)]
 struct Agent {
@@ -213,7 +207,7 @@ struct Agent {
     /// Files waiting for a referral, and why; announced once per reason.
     waiting: HashMap<String, String>,
     announced: HashSet<(String, String)>,
-    offline: Option<Offline>,
+    link: Link,
     started: Instant,
     lines: Vec<Line>,
 }
@@ -221,6 +215,7 @@ struct Agent {
 impl Agent {
     fn new(shared: Arc<Shared>, args: AgentArgs, status: Arc<Mutex<Status>>) -> Self {
         let stable_for = args.stable_for.unwrap_or(args.poll);
+        let link = Link::new(args.max_backoff);
         Self {
             shared,
             args,
@@ -231,7 +226,7 @@ impl Agent {
             activity: HashMap::new(),
             waiting: HashMap::new(),
             announced: HashSet::new(),
-            offline: None,
+            link,
             started: Instant::now(),
             lines: Vec::new(),
         }
@@ -313,7 +308,7 @@ impl Agent {
             .retain(|rel, _| listing.iter().any(|f| &f.rel == rel));
         let incomplete = listing.len() - ready.len();
         let mut queued = ready.len();
-        if !ready.is_empty() && self.may_try().await {
+        if !ready.is_empty() && self.link.usable(&self.shared.tus).await {
             let work = self.assign(ready).await;
             queued = work.len();
             {
@@ -324,7 +319,7 @@ impl Agent {
             }
             queued -= self.send(work).await;
         }
-        if self.offline.is_none() {
+        if self.link.is_up() {
             let submitted = submit::submit_due(
                 &self.shared,
                 listing,
@@ -341,7 +336,7 @@ impl Agent {
         status.incomplete = incomplete;
         status.queued = queued.saturating_sub(self.waiting.len());
         status.waiting = self.waiting.len();
-        status.offline = self.offline.as_ref().map(|o| o.reason.clone());
+        status.offline = self.link.down_because();
     }
 
     /// Each ready file with its group's case; files whose case cannot be
@@ -371,7 +366,7 @@ impl Agent {
                     self.waiting.insert(file.rel.clone(), reason);
                 }
                 CaseFor::Offline(reason) => {
-                    self.went_offline(reason);
+                    self.link.lost(reason);
                     break;
                 }
             }
@@ -451,7 +446,7 @@ impl Agent {
                     self.stability.forget(&file.rel);
                     ended += 1;
                 }
-                Delivered::Later(reason) => self.went_offline(reason),
+                Delivered::Later(reason) => self.link.lost(reason),
             }
             let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             status.done = self
@@ -467,60 +462,6 @@ impl Agent {
             status.queued = status.queued.saturating_sub(1);
         }
         ended
-    }
-
-    fn went_offline(&mut self, reason: String) {
-        if self.offline.is_none() {
-            tracing::warn!(%reason, "cannot reach the server; files stay queued and are tried again");
-            self.offline = Some(Offline {
-                reason,
-                pause: Duration::from_secs(1),
-                next_try: Instant::now() + Duration::from_secs(1),
-            });
-        }
-    }
-
-    /// Whether to use the server now: yes unless it was unreachable and
-    /// the pause is not over or it still does not answer.
-    async fn may_try(&mut self) -> bool {
-        let Some(offline) = &mut self.offline else {
-            return true;
-        };
-        if Instant::now() < offline.next_try {
-            return false;
-        }
-        let probe = self
-            .shared
-            .tus
-            .authorized(reqwest::Method::GET, "/api/v1/me")
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        match probe {
-            Ok(response) if response.status().is_success() => {
-                tracing::info!("the server answers again; sending the queued files");
-                self.offline = None;
-                true
-            }
-            outcome => {
-                let why = match outcome {
-                    Ok(response) => format!("the server answered {}", response.status()),
-                    Err(e) => e.to_string(),
-                };
-                offline.pause = (offline.pause * 2).min(self.args.max_backoff);
-                // Spread the retries of many agents a little.
-                let jitter = Duration::from_millis(u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_millis())
-                        % 250,
-                ));
-                offline.next_try = Instant::now() + offline.pause + jitter;
-                tracing::debug!(reason = %why, pause = ?offline.pause, "server still unreachable");
-                offline.reason = why;
-                false
-            }
-        }
     }
 
     fn summary(&mut self) -> ExitCode {
