@@ -61,16 +61,18 @@ pub async fn store(
         .get("modality")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let referral = match tokio::task::spawn_blocking(move || referral(&path, modality)).await {
-        Ok(Ok(new)) => new,
-        Ok(Err(message)) => return (status::CANNOT_UNDERSTAND, Some(message)),
-        Err(_) => {
-            return (
-                status::PROCESSING_FAILURE,
-                Some("the instance could not be read".to_owned()),
-            );
-        }
-    };
+    let referral =
+        match tokio::task::spawn_blocking(move || referral(&path, modality, "DICOM C-STORE")).await
+        {
+            Ok(Ok(new)) => new,
+            Ok(Err(message)) => return (status::CANNOT_UNDERSTAND, Some(message)),
+            Err(_) => {
+                return (
+                    status::PROCESSING_FAILURE,
+                    Some("the instance could not be read".to_owned()),
+                );
+            }
+        };
     let draft = Case::draft(referral, caller.office, caller.user, Timestamp::now());
     let case = match door.catalog.study_case(ctx, study, &draft).await {
         Ok(case) => case,
@@ -148,8 +150,13 @@ pub async fn store(
 /// The referral a study's first instance opens: the patient from the
 /// Patient module, the modality and body part, and a question the office
 /// replaces before it submits. Missing patient attributes get placeholders
-/// the office corrects in the draft (the history says which).
-fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase, String> {
+/// the office corrects in the draft (the history says which). `door` names
+/// how the study arrived (DICOMweb's STOW-RS opens cases the same way).
+pub(crate) fn referral(
+    path: &std::path::Path,
+    modality: Option<String>,
+    door: &str,
+) -> Result<NewCase, String> {
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -218,7 +225,7 @@ fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase,
             missing.push("patient ID");
             "unknown".to_owned()
         });
-    let mut history = String::from("Received over DICOM C-STORE.");
+    let mut history = format!("Received over {door}.");
     if let Some(description) = text(tags::STUDY_DESCRIPTION) {
         history.push_str(&format!(" Study: {description}."));
     }

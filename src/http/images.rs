@@ -282,7 +282,7 @@ pub async fn get_original(
 
 /// Serves a blob with `ETag`, `Content-Digest`, `Range` and `If-None-Match`,
 /// proving its sha256 on the way out. Originals and renditions alike.
-pub(super) async fn serve_verified(
+pub(crate) async fn serve_verified(
     state: &AppState,
     id: ImageId,
     key: Sha256,
