@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dicom_dictionary_std::tags;
 use relay_workers::ingest::{Declared, IngestError, Upload};
-use relay_workers::model::{Case, CaseId, MediaType, Principal, Timestamp};
+use relay_workers::model::{Case, CaseId, MediaType, OfficeId, Principal, Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 use tempfile::NamedTempFile;
@@ -31,6 +31,7 @@ use crate::dimse::store::referral;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiQuery, Caller};
+use crate::http::images::drain;
 
 /// An instance of another study than the one the request names
 /// (the code dcm4chee uses for the same refusal).
@@ -113,21 +114,18 @@ async fn stow(
     study: Option<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let office = caller.office()?;
-    let boundary = stow_boundary(request.headers())?;
-    // A named case must be the office's own draft before a byte is read.
-    let case = match params.case.as_deref() {
-        Some(raw) => {
-            let id: CaseId = raw
-                .parse()
-                .map_err(|_| ApiError::NotFound { what: "case" })?;
-            state.catalog.upload_target(caller.scope(), id).await?;
-            Some(id)
-        }
-        None => None,
-    };
     let headers: HeaderMap = request.headers().clone();
-    let mut multipart = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
+    let mut body = request.into_body().into_data_stream();
+    let (office, boundary, case) = match accept(&state, &caller, &headers, &params).await {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            // Read what the client is sending so it receives the refusal
+            // rather than a reset connection.
+            drain(&mut body).await;
+            return Err(error);
+        }
+    };
+    let mut multipart = multer::Multipart::new(body, boundary);
     let mut outcomes = Vec::new();
     loop {
         let field = match multipart.next_field().await {
@@ -156,11 +154,34 @@ async fn stow(
     Ok(report(&outcomes, &base_url(&state, &headers)))
 }
 
+/// The caller's office, the body's boundary and the named case: refused
+/// (`403`, `415`, `404`, `409`) before a byte of the body is used.
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    params: &StowParams,
+) -> Result<(OfficeId, String, Option<CaseId>), ApiError> {
+    let office = caller.office()?;
+    let boundary = stow_boundary(headers)?;
+    let case = match params.case.as_deref() {
+        Some(raw) => {
+            let id: CaseId = raw
+                .parse()
+                .map_err(|_| ApiError::NotFound { what: "case" })?;
+            state.catalog.upload_target(caller.scope(), id).await?;
+            Some(id)
+        }
+        None => None,
+    };
+    Ok((office, boundary, case))
+}
+
 /// Spools, checks and ingests one part; never fails the request.
 async fn store_part(
     state: &AppState,
     caller: &Caller,
-    office: relay_workers::model::OfficeId,
+    office: OfficeId,
     case: Option<CaseId>,
     expected_study: Option<&str>,
     mut field: multer::Field<'_>,
@@ -322,7 +343,7 @@ async fn spool(state: &AppState, field: &mut multer::Field<'_>) -> Result<NamedT
 async fn study_case(
     state: &AppState,
     caller: &Caller,
-    office: relay_workers::model::OfficeId,
+    office: OfficeId,
     file: &NamedTempFile,
     study: &str,
     metadata: &Value,
