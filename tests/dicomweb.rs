@@ -467,6 +467,40 @@ async fn bad_parts_are_reported_one_by_one_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn a_part_over_the_size_limit_is_refused_as_out_of_resources() {
+    let relay = Relay::new();
+    let (_, _, token) = relay.office_with_user("Hillside Imaging");
+    let server = relay.start_with(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-upload-bytes",
+            "20000",
+        ],
+        &[],
+    );
+    let big = support::fixture("dicom/emri_small.dcm");
+    let (status, report) = stow(
+        &server,
+        &token,
+        "/dicomweb/studies",
+        multipart(&[("application/dicom", big)]),
+    )
+    .await;
+    assert_eq!(status, 409, "{report}");
+    assert_eq!(
+        sequence(&report, "00081198")[0]["00081197"]["Value"][0],
+        0xA700
+    );
+    let mut db = relay.database().await;
+    assert_eq!(support::count(&mut db, "images").await, 0);
+    assert_eq!(support::count(&mut db, "cases").await, 0);
+    assert!(support::files_under(&relay.data_dir().join("blobs/tmp")).is_empty());
+    server.stop();
+}
+
+#[tokio::test]
 async fn other_offices_see_nothing_and_specialists_only_submitted_cases() {
     let relay = Relay::new();
     let (_, _, owner) = relay.office_with_user("Owner Clinic");

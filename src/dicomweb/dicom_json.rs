@@ -194,7 +194,7 @@ mod tests {
             DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(64_u16)),
             DataElement::new(tags::STUDY_DATE, VR::DA, PrimitiveValue::Empty),
         ]);
-        let json = object_json(&object);
+        let json = super::object(&object);
         assert_eq!(
             json["00100010"],
             json!({"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]})
@@ -202,10 +202,6 @@ mod tests {
         assert_eq!(json["00200013"], json!({"vr": "IS", "Value": [7]}));
         assert_eq!(json["00280010"], json!({"vr": "US", "Value": [64]}));
         assert_eq!(json["00080020"], json!({"vr": "DA"}));
-    }
-
-    fn object_json(o: &InMemDicomObject) -> Value {
-        object(o)
     }
 
     #[test]

@@ -392,10 +392,10 @@ fn unique(found: &[DicomInstance]) -> Vec<&DicomInstance> {
 
 /// Consecutive runs of instances with the same `key` (the catalog returns
 /// them ordered by study and series), each instance once.
-pub(super) fn groups<'a>(
-    found: &'a [DicomInstance],
+fn groups(
+    found: &[DicomInstance],
     key: impl Fn(&DicomInstance) -> String,
-) -> Vec<Vec<&'a DicomInstance>> {
+) -> Vec<Vec<&DicomInstance>> {
     let mut out: Vec<(String, Vec<&DicomInstance>)> = Vec::new();
     for instance in unique(found) {
         let k = key(instance);
