@@ -428,6 +428,10 @@ async fn bad_parts_are_reported_one_by_one_and_store_nothing() {
     let stored = sequence(&report, "00081199");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["00081155"]["Value"][0], format!("{study_uid}.1"));
+    // Its RetrieveURL retrieves it.
+    let url = stored[0]["00081190"]["Value"][0].as_str().expect("a URL");
+    let (status, _) = server.send(server.http.get(url), &token).await;
+    assert_eq!(status, 200, "{url}");
     let failed = sequence(&report, "00081198");
     assert_eq!(failed.len(), 1, "{report}");
     assert_eq!(

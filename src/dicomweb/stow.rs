@@ -93,6 +93,7 @@ struct Outcome {
     sop_class: Option<String>,
     sop_instance: Option<String>,
     study: Option<String>,
+    series: Option<String>,
     failure: Option<(u16, String)>,
 }
 
@@ -102,6 +103,7 @@ impl Outcome {
             sop_class: None,
             sop_instance: None,
             study: None,
+            series: None,
             failure: Some((code, why.into())),
         }
     }
@@ -217,6 +219,7 @@ async fn store_part(
         sop_class: Some(text("sop_class_uid")),
         sop_instance: Some(text("sop_instance_uid")),
         study: Some(text("study_instance_uid")),
+        series: Some(text("series_instance_uid")),
         failure: None,
     };
     let study = text("study_instance_uid");
@@ -401,12 +404,14 @@ fn report(outcomes: &[Outcome], base: &str) -> Response {
         }
         match &outcome.failure {
             None => {
-                if let (Some(study), Some(instance)) = (&outcome.study, &outcome.sop_instance) {
+                if let (Some(study), Some(series), Some(instance)) =
+                    (&outcome.study, &outcome.series, &outcome.sop_instance)
+                {
                     item.text(
                         tags::RETRIEVE_URL,
                         "UR",
                         Some(&format!(
-                            "{base}/dicomweb/studies/{study}/instances/{instance}"
+                            "{base}/dicomweb/studies/{study}/series/{series}/instances/{instance}"
                         )),
                     );
                 }
