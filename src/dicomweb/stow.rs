@@ -27,7 +27,7 @@ use super::dicom_json::Dataset;
 use super::multipart_related::stow_boundary;
 use super::{DICOM_JSON, DicomPath, base_url};
 use crate::dimse::status;
-use crate::dimse::store::referral;
+use crate::dimse::store::referral_via;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiQuery, Caller};
@@ -356,19 +356,20 @@ async fn study_case(
         .get("modality")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let new =
-        match tokio::task::spawn_blocking(move || referral(&path, modality, "DICOMweb (STOW-RS)"))
-            .await
-        {
-            Ok(Ok(new)) => new,
-            Ok(Err(message)) => return Err((status::CANNOT_UNDERSTAND, message)),
-            Err(_) => {
-                return Err((
-                    status::PROCESSING_FAILURE,
-                    "the instance could not be read".to_owned(),
-                ));
-            }
-        };
+    let new = match tokio::task::spawn_blocking(move || {
+        referral_via(&path, modality, "DICOMweb (STOW-RS)")
+    })
+    .await
+    {
+        Ok(Ok(new)) => new,
+        Ok(Err(message)) => return Err((status::CANNOT_UNDERSTAND, message)),
+        Err(_) => {
+            return Err((
+                status::PROCESSING_FAILURE,
+                "the instance could not be read".to_owned(),
+            ));
+        }
+    };
     let Principal::Office { user, .. } = caller.principal else {
         return Err((status::PROCESSING_FAILURE, "not an office user".to_owned()));
     };

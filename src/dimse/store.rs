@@ -61,18 +61,16 @@ pub async fn store(
         .get("modality")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let referral =
-        match tokio::task::spawn_blocking(move || referral(&path, modality, "DICOM C-STORE")).await
-        {
-            Ok(Ok(new)) => new,
-            Ok(Err(message)) => return (status::CANNOT_UNDERSTAND, Some(message)),
-            Err(_) => {
-                return (
-                    status::PROCESSING_FAILURE,
-                    Some("the instance could not be read".to_owned()),
-                );
-            }
-        };
+    let referral = match tokio::task::spawn_blocking(move || referral(&path, modality)).await {
+        Ok(Ok(new)) => new,
+        Ok(Err(message)) => return (status::CANNOT_UNDERSTAND, Some(message)),
+        Err(_) => {
+            return (
+                status::PROCESSING_FAILURE,
+                Some("the instance could not be read".to_owned()),
+            );
+        }
+    };
     let draft = Case::draft(referral, caller.office, caller.user, Timestamp::now());
     let case = match door.catalog.study_case(ctx, study, &draft).await {
         Ok(case) => case,
@@ -147,12 +145,17 @@ pub async fn store(
     }
 }
 
+/// The referral a study's first C-STORE instance opens.
+fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase, String> {
+    referral_via(path, modality, "DICOM C-STORE")
+}
+
 /// The referral a study's first instance opens: the patient from the
 /// Patient module, the modality and body part, and a question the office
 /// replaces before it submits. Missing patient attributes get placeholders
 /// the office corrects in the draft (the history says which). `door` names
 /// how the study arrived (DICOMweb's STOW-RS opens cases the same way).
-pub(crate) fn referral(
+pub(crate) fn referral_via(
     path: &std::path::Path,
     modality: Option<String>,
     door: &str,
