@@ -22,6 +22,7 @@ use crate::backends::{OpenError, open_blobs, open_catalog};
 use crate::config::Config;
 use crate::dimse::{DicomDoor, DicomListener};
 use crate::http::metrics::Metrics;
+use crate::http::throttle::AuthThrottle;
 use crate::http::{AppState, router};
 
 /// How often new audit events are sealed onto the hash chain.
@@ -200,6 +201,7 @@ impl App {
                 })?,
             ),
             upload_ttl: UPLOAD_TTL,
+            auth_throttle: Arc::new(AuthThrottle::new(config.auth_throttle)),
         };
         Ok(Self {
             listener,

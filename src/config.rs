@@ -15,6 +15,8 @@ use relay_workers::catalog::redact_url;
 use relay_workers::model::{ReminderPolicy, SlaPolicy};
 use serde::Deserialize;
 
+use crate::http::throttle::ThrottlePolicy;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "relay-data";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,6 +79,8 @@ pub struct Config {
     pub dicom_ae_title: String,
     /// How long a DICOM association may wait for its peer's next PDU.
     pub dicom_idle_timeout: Duration,
+    /// Failed token authentications allowed per client address.
+    pub auth_throttle: ThrottlePolicy,
 }
 
 impl fmt::Debug for Config {
@@ -104,6 +108,7 @@ impl fmt::Debug for Config {
             .field("dicom_port", &self.dicom_port)
             .field("dicom_ae_title", &self.dicom_ae_title)
             .field("dicom_idle_timeout", &self.dicom_idle_timeout)
+            .field("auth_throttle", &self.auth_throttle)
             .finish()
     }
 }
@@ -148,6 +153,9 @@ pub struct FileConfig {
     pub dicom_ae_title: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub dicom_idle_timeout: Option<Duration>,
+    pub auth_failure_burst: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub auth_failure_refill: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -354,13 +362,21 @@ impl Config {
             dicom_idle_timeout: file
                 .dicom_idle_timeout
                 .unwrap_or(DEFAULT_DICOM_IDLE_TIMEOUT),
+            auth_throttle: ThrottlePolicy {
+                burst: file
+                    .auth_failure_burst
+                    .unwrap_or(ThrottlePolicy::default().burst),
+                refill: file
+                    .auth_failure_refill
+                    .unwrap_or(ThrottlePolicy::default().refill),
+            },
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\nauth_failure_burst = {}\nauth_failure_refill = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -391,6 +407,8 @@ impl Config {
                 .unwrap_or_default(),
             self.dicom_ae_title,
             humantime::format_duration(self.dicom_idle_timeout),
+            self.auth_throttle.burst,
+            humantime::format_duration(self.auth_throttle.refill),
         )
     }
 }

@@ -153,6 +153,7 @@ async fn upload_multipart(
         .await
         .map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
     let mut images = Vec::new();
+    let mut part = 0;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -162,12 +163,13 @@ async fn upload_multipart(
         let Some(filename) = field.file_name().map(str::to_owned) else {
             continue; // form fields that are not files
         };
+        part += 1;
         let declared =
             Declared::from_content_type(field.content_type().unwrap_or("application/octet-stream"))
-                .map_err(|e| ApiError::from(e).with_context(&filename))?;
+                .map_err(|e| ApiError::from(e).in_file(part))?;
         let upload = Upload {
             declared,
-            filename: Some(filename.clone()),
+            filename: Some(filename),
             client_digest: None,
             body: field,
         };
@@ -181,7 +183,7 @@ async fn upload_multipart(
                 upload,
             )
             .await
-            .map_err(|e| ApiError::from(e).with_context(&filename))?;
+            .map_err(|e| ApiError::from(e).in_file(part))?;
         state.work_queued();
         images.push(ingested.image);
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 mod printable;
 pub(crate) mod renditions;
 mod reprocess;
+pub mod throttle;
 mod uploads;
 
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// How long web page sessions last.
     pub sessions: SessionPolicy,
+    /// Failed token authentications per client address.
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
 }
 
 impl AppState {
