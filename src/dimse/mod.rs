@@ -25,8 +25,8 @@ mod echo;
 mod error;
 mod instance;
 mod listener;
-mod status;
-mod store;
+pub(crate) mod status;
+pub(crate) mod store;
 mod syntaxes;
 
 pub use error::DimseError;

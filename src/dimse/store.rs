@@ -145,11 +145,21 @@ pub async fn store(
     }
 }
 
+/// The referral a study's first C-STORE instance opens.
+fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase, String> {
+    referral_via(path, modality, "DICOM C-STORE")
+}
+
 /// The referral a study's first instance opens: the patient from the
 /// Patient module, the modality and body part, and a question the office
 /// replaces before it submits. Missing patient attributes get placeholders
-/// the office corrects in the draft (the history says which).
-fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase, String> {
+/// the office corrects in the draft (the history says which). `door` names
+/// how the study arrived (DICOMweb's STOW-RS opens cases the same way).
+pub(crate) fn referral_via(
+    path: &std::path::Path,
+    modality: Option<String>,
+    door: &str,
+) -> Result<NewCase, String> {
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -218,7 +228,7 @@ fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase,
             missing.push("patient ID");
             "unknown".to_owned()
         });
-    let mut history = String::from("Received over DICOM C-STORE.");
+    let mut history = format!("Received over {door}.");
     if let Some(description) = text(tags::STUDY_DESCRIPTION) {
         history.push_str(&format!(" Study: {description}."));
     }

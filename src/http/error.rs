@@ -56,6 +56,10 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Nothing the `Accept` header allows can be served (Relay does not
+    /// transcode).
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("no route for {method} {path}")]
@@ -145,6 +149,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::NotAcceptable(_) => (S::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (S::REQUEST_TIMEOUT, "timeout"),

@@ -128,7 +128,7 @@ pub async fn upload_images(
 const DRAIN_LIMIT: usize = 16 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn drain(body: &mut axum::body::BodyDataStream) {
+pub(crate) async fn drain(body: &mut axum::body::BodyDataStream) {
     let mut drained = 0usize;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         while let Some(Ok(chunk)) = body.next().await {
@@ -284,7 +284,7 @@ pub async fn get_original(
 
 /// Serves a blob with `ETag`, `Content-Digest`, `Range` and `If-None-Match`,
 /// proving its sha256 on the way out. Originals and renditions alike.
-pub(super) async fn serve_verified(
+pub(crate) async fn serve_verified(
     state: &AppState,
     id: ImageId,
     key: Sha256,

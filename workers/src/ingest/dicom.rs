@@ -22,13 +22,15 @@ use serde_json::{Map, Value, json};
 
 use super::IngestError;
 use super::sniff::executable_preamble;
+use crate::model::DicomIndex;
 
 fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::InvalidDicom(message.into())
 }
 
-/// Validates the file at `path`; returns the attributes for the receipt.
-pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
+/// Validates the file at `path`; returns the attributes for the receipt and
+/// those DICOMweb searches match on (kept in the catalog, not the receipt).
+pub fn validate(path: &Path, max_depth: usize) -> Result<(Value, DicomIndex), IngestError> {
     let io = |e: std::io::Error| invalid(format!("the DICOM file cannot be read: {e}"));
     let size = std::fs::metadata(path).map_err(io)?.len();
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
@@ -110,11 +112,39 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
             out.insert(key.into(), json!(n));
         }
     }
-    out.insert(
-        "transfer_syntax".into(),
-        json!(ts_uid.trim_end_matches('\0')),
-    );
-    Ok(Value::Object(out))
+    let transfer_syntax_uid = ts_uid.trim_end_matches(['\0', ' ']).to_owned();
+    out.insert("transfer_syntax".into(), json!(transfer_syntax_uid));
+    let uid = |key: &str| {
+        out.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let index = DicomIndex {
+        study_instance_uid: uid("study_instance_uid"),
+        series_instance_uid: uid("series_instance_uid"),
+        sop_instance_uid: uid("sop_instance_uid"),
+        sop_class_uid: uid("sop_class_uid"),
+        transfer_syntax_uid,
+        patient_id: text(tags::PATIENT_ID),
+        patient_name: text(tags::PATIENT_NAME),
+        patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
+        patient_sex: text(tags::PATIENT_SEX),
+        study_date: text(tags::STUDY_DATE),
+        study_time: text(tags::STUDY_TIME),
+        accession_number: text(tags::ACCESSION_NUMBER),
+        study_id: text(tags::STUDY_ID),
+        study_description: text(tags::STUDY_DESCRIPTION),
+        referring_physician_name: text(tags::REFERRING_PHYSICIAN_NAME),
+        modality: text(tags::MODALITY),
+        series_number: number(tags::SERIES_NUMBER),
+        series_description: text(tags::SERIES_DESCRIPTION),
+        instance_number: number(tags::INSTANCE_NUMBER),
+        rows: number(tags::ROWS),
+        columns: number(tags::COLUMNS),
+        number_of_frames: number(tags::NUMBER_OF_FRAMES),
+    };
+    Ok((Value::Object(out), index))
 }
 
 /// Walks every token from `start`, checking lengths and depth, reading no values.

@@ -177,15 +177,23 @@ impl Ingest {
         }
         let media = media_type(sniff(&spooled.head), upload.declared)?;
         let received = (spooled.sha256, spooled.size);
-        let (file, stored_sha256, stored_size, metadata) = if media.is_photo() {
-            self.photo(spooled, media, target.strip_location).await?
+        let (file, stored_sha256, stored_size, metadata, index) = if media.is_photo() {
+            let (file, sha256, size, metadata) =
+                self.photo(spooled, media, target.strip_location).await?;
+            (file, sha256, size, metadata, None)
         } else {
             let max_depth = self.limits.max_dicom_depth;
             let path = spooled.file.path().to_owned();
-            let metadata = self
+            let (metadata, index) = self
                 .blocking(move || dicom::validate(&path, max_depth))
                 .await?;
-            (spooled.file, spooled.sha256, spooled.size, metadata)
+            (
+                spooled.file,
+                spooled.sha256,
+                spooled.size,
+                metadata,
+                Some(index),
+            )
         };
         let persisted = self.blobs.put(stored_sha256, &file).await?;
         let image = Image {
@@ -206,7 +214,10 @@ impl Ingest {
             frames: None,
             attributes: None,
         };
-        let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
+        let (image, created) = self
+            .catalog
+            .add_image(ctx, scope, &image, index.as_ref())
+            .await?;
         keep_after_commit(self.blobs.as_ref(), stored_sha256, &file, persisted).await?;
         Ok(Ingested { image, created })
     }
@@ -220,6 +231,7 @@ impl Ingest {
         let path = path.to_owned();
         self.blocking(move || dicom::validate(&path, max_depth))
             .await
+            .map(|(metadata, _)| metadata)
     }
 
     /// Where uploads are spooled before they are stored.
