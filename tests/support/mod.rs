@@ -363,6 +363,11 @@ impl Server {
         self.process.log()
     }
 
+    /// The server's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.send(self.http.get(self.url(path)), token).await
     }
