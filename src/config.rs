@@ -28,6 +28,8 @@ const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DICOM_AE_TITLE: &str = "RELAY";
 const DEFAULT_DICOM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -81,6 +83,12 @@ pub struct Config {
     pub dicom_idle_timeout: Duration,
     /// Failed token authentications allowed per client address.
     pub auth_throttle: ThrottlePolicy,
+    /// How long a client may take to send a request's head (slow-loris
+    /// clients are cut off after it).
+    pub header_read_timeout: Duration,
+    /// The longest pause between two pieces of a request body; uploads
+    /// have no overall deadline, so this is what ends a stalled one.
+    pub body_read_timeout: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -109,6 +117,8 @@ impl fmt::Debug for Config {
             .field("dicom_ae_title", &self.dicom_ae_title)
             .field("dicom_idle_timeout", &self.dicom_idle_timeout)
             .field("auth_throttle", &self.auth_throttle)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -156,6 +166,10 @@ pub struct FileConfig {
     pub auth_failure_burst: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     pub auth_failure_refill: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub body_read_timeout: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -370,13 +384,17 @@ impl Config {
                     .auth_failure_refill
                     .unwrap_or(ThrottlePolicy::default().refill),
             },
+            header_read_timeout: file
+                .header_read_timeout
+                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            body_read_timeout: file.body_read_timeout.unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\nauth_failure_burst = {}\nauth_failure_refill = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\nauth_failure_burst = {}\nauth_failure_refill = \"{}\"\nheader_read_timeout = \"{}\"\nbody_read_timeout = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -409,6 +427,8 @@ impl Config {
             humantime::format_duration(self.dicom_idle_timeout),
             self.auth_throttle.burst,
             humantime::format_duration(self.auth_throttle.refill),
+            humantime::format_duration(self.header_read_timeout),
+            humantime::format_duration(self.body_read_timeout),
         )
     }
 }

@@ -80,6 +80,17 @@ pub async fn upload_images(
             .map_err(|e| IngestError::BadDigestHeader(format!("invalid Content-Digest: {e}")))?,
         None => None,
     };
+    // A body that declares more than the limit is refused before a byte is
+    // read, and not drained: a client announcing 4 GB is answered at once.
+    let limit = state.ingest.limits().max_bytes;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(IngestError::TooLarge { limit }.into());
+    }
     let mut body = request.into_body().into_data_stream();
     let upload = Upload {
         declared,

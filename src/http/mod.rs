@@ -17,6 +17,7 @@ mod printable;
 pub(crate) mod renditions;
 mod reprocess;
 pub mod throttle;
+pub mod serve;
 mod uploads;
 
 use std::sync::Arc;

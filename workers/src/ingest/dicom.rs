@@ -54,7 +54,7 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<(Value, DicomIndex), In
         )));
     }
     let start = reader.stream_position().map_err(io)?;
-    walk(&mut reader, ts, start, size, max_depth)?;
+    let walked = walk(&mut reader, ts, start, size, max_depth)?;
 
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
@@ -112,6 +112,13 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<(Value, DicomIndex), In
             out.insert(key.into(), json!(n));
         }
     }
+    // A cut exactly between two elements leaves a well-formed data set: an
+    // image without its pixels is the telltale.
+    if out.contains_key("rows") && out.contains_key("columns") && !walked.pixel_data {
+        return Err(invalid(
+            "the data set has Rows and Columns but no Pixel Data; the file may be cut short",
+        ));
+    }
     let transfer_syntax_uid = ts_uid.trim_end_matches(['\0', ' ']).to_owned();
     out.insert("transfer_syntax".into(), json!(transfer_syntax_uid));
     let uid = |key: &str| {
@@ -147,26 +154,40 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<(Value, DicomIndex), In
     Ok((Value::Object(out), index))
 }
 
-/// Walks every token from `start`, checking lengths and depth, reading no values.
+/// What the walk saw that the attribute parse cannot.
+#[derive(Debug, Default)]
+struct Walked {
+    /// A top-level Pixel Data, Float or Double Float Pixel Data element.
+    pixel_data: bool,
+}
+
+/// Walks every token from `start`, checking lengths and depth, reading no
+/// values, and that the data set ends where the file ends: dicom-rs takes
+/// an end of file inside an element's tag, or inside open sequences, for a
+/// graceful end, so a file cut there would otherwise pass as whole.
 fn walk(
     reader: &mut BufReader<File>,
     ts: &dicom_encoding::TransferSyntax,
     start: u64,
     size: u64,
     max_depth: usize,
-) -> Result<(), IngestError> {
+) -> Result<Walked, IngestError> {
     reader
         .seek(SeekFrom::Start(start))
         .map_err(|e| invalid(format!("the DICOM file cannot be read: {e}")))?;
     let mut tokens = LazyDataSetReader::new_with_ts(reader, ts)
         .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
     let mut depth = 0usize;
+    let mut walked = Walked::default();
     while let Some(token) = tokens.advance() {
         let token = token.map_err(|e| invalid(format!("the DICOM data set is malformed: {e}")))?;
         match token {
             LazyDataToken::SequenceStart { .. }
             | LazyDataToken::ItemStart { .. }
             | LazyDataToken::PixelSequenceStart => {
+                if depth == 0 && matches!(token, LazyDataToken::PixelSequenceStart) {
+                    walked.pixel_data = true;
+                }
                 depth += 1;
                 if depth > max_depth {
                     return Err(invalid(format!(
@@ -177,6 +198,15 @@ fn walk(
             LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
             LazyDataToken::LazyValue { header, decoder } => {
                 let tag = header.tag;
+                if depth == 0 {
+                    if tag.group() == 0x0002 {
+                        // Only the file meta may say what the file is.
+                        return Err(invalid(format!(
+                            "element {tag} belongs to the file meta information and must not appear in the data set"
+                        )));
+                    }
+                    walked.pixel_data |= PIXEL_DATA_TAGS.contains(&tag);
+                }
                 let len = header
                     .len
                     .get()
@@ -196,8 +226,26 @@ fn walk(
             _ => {}
         }
     }
-    Ok(())
+    if depth > 0 {
+        return Err(invalid(
+            "the file ends inside a sequence that was never closed; it may be cut short",
+        ));
+    }
+    let end = tokens.into_decoder().position();
+    if end != size {
+        return Err(invalid(format!(
+            "the file ends inside an element header at offset {end} of {size} bytes; it may be cut short"
+        )));
+    }
+    Ok(walked)
 }
+
+/// The elements that carry an image's pixels.
+const PIXEL_DATA_TAGS: [Tag; 3] = [
+    tags::PIXEL_DATA,
+    tags::FLOAT_PIXEL_DATA,
+    tags::DOUBLE_FLOAT_PIXEL_DATA,
+];
 
 fn check_fits(position: u64, len: u32, size: u64, what: &str) -> Result<(), IngestError> {
     if position.saturating_add(u64::from(len)) > size {
