@@ -22,8 +22,8 @@ use crate::backends::{OpenError, open_blobs, open_catalog};
 use crate::config::Config;
 use crate::dimse::{DicomDoor, DicomListener};
 use crate::http::metrics::Metrics;
-use crate::http::throttle::AuthThrottle;
 use crate::http::serve::{serve, with_transport_limits};
+use crate::http::throttle::AuthThrottle;
 use crate::http::{AppState, router};
 
 /// How often new audit events are sealed onto the hash chain.

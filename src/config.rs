@@ -28,7 +28,7 @@ const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DICOM_AE_TITLE: &str = "RELAY";
 const DEFAULT_DICOM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings every command resolves before it touches a store.

@@ -29,9 +29,9 @@ use super::{DICOM_JSON, DicomPath, base_url};
 use crate::dimse::status;
 use crate::dimse::store::referral_via;
 use crate::http::AppState;
+use crate::http::drain::drain;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiQuery, Caller};
-use crate::http::images::drain;
 
 /// An instance of another study than the one the request names
 /// (the code dcm4chee uses for the same refusal).

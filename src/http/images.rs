@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::drain::drain;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, CasePath};
 
@@ -131,25 +132,6 @@ pub async fn upload_images(
         ),
     ];
     Ok((status, headers, Json(image)).into_response())
-}
-
-/// How much of a refused upload's unread body is read and discarded so the
-/// client receives the refusal (closing a socket with unread data resets it,
-/// and the client would see a broken connection instead of the answer).
-const DRAIN_LIMIT: usize = 16 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-pub(crate) async fn drain(body: &mut axum::body::BodyDataStream) {
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = body.next().await {
-            drained += chunk.len();
-            if drained > DRAIN_LIMIT {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 /// Each file part goes through ingest in turn. Files before a refused one

@@ -6,6 +6,7 @@
 mod audit;
 mod cases;
 mod consult;
+pub(crate) mod drain;
 pub mod error;
 pub(crate) mod extract;
 mod health;
@@ -16,8 +17,8 @@ pub mod metrics;
 mod printable;
 pub(crate) mod renditions;
 mod reprocess;
-pub mod throttle;
 pub mod serve;
+pub mod throttle;
 mod uploads;
 
 use std::sync::Arc;

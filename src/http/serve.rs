@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use super::drain::drain;
 use super::error::ApiError;
 
 /// How long accepting pauses after an error such as running out of file
@@ -40,6 +41,31 @@ pub fn with_transport_limits(router: Router, body_read_timeout: Duration) -> Rou
     router
         .layer(RequestBodyTimeoutLayer::new(body_read_timeout))
         .layer(middleware::from_fn(refuse_content_encoding))
+        .layer(middleware::from_fn(close_after_refused_body))
+}
+
+/// Says `Connection: close` on an error answer to a request that carried a
+/// body. A handler that refuses a request may not have read all of its body;
+/// hyper then reads what has already arrived and, if the body is not done,
+/// stops reading and closes the connection after the answer — which the
+/// client cannot tell from the answer, and may already be sending its next
+/// request on (a broken pipe; seen with a tus client's PATCH right after a
+/// `409` at the wrong offset). Saying so in the answer makes the client open
+/// a new connection instead (RFC 9112 §9.6).
+async fn close_after_refused_body(request: Request<Body>, next: Next) -> Response {
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Answers `415` to a request whose body has a `Content-Encoding` other
@@ -59,7 +85,7 @@ async fn refuse_content_encoding(request: Request<Body>, next: Next) -> Response
     let Some(coding) = encoded else {
         return next.run(request).await;
     };
-    drain(request.into_body()).await;
+    drain(&mut request.into_body().into_data_stream()).await;
     let mut response = ApiError::UnsupportedMediaType(format!(
         "Content-Encoding {coding:?} is not accepted: send the body uncompressed"
     ))
@@ -69,26 +95,6 @@ async fn refuse_content_encoding(request: Request<Body>, next: Next) -> Response
         HeaderValue::from_static("identity"),
     );
     response
-}
-
-/// How much of a refused body is read (not decoded) and dropped, so the
-/// client, still sending, receives the refusal instead of a reset.
-const DRAIN_LIMIT: usize = 16 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-async fn drain(body: Body) {
-    use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            drained += chunk.len();
-            if drained > DRAIN_LIMIT {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for
