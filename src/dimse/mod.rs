@@ -29,8 +29,8 @@ mod error;
 mod instance;
 mod listener;
 mod reject;
-mod status;
-mod store;
+pub(crate) mod status;
+pub(crate) mod store;
 mod syntaxes;
 
 pub use error::DimseError;

@@ -137,11 +137,17 @@ async fn study_case(
     Ok(case.case_id)
 }
 
+/// The referral a study's first C-STORE instance opens.
+fn referral(dicom: &CheckedDicom) -> Result<NewCase, String> {
+    referral_via(dicom, "DICOM C-STORE")
+}
+
 /// The referral a study's first instance opens: the patient from the
 /// Patient module, the modality and body part, and a question the office
 /// replaces before it submits. Missing patient attributes get placeholders
-/// the office corrects in the draft (the history says which).
-fn referral(dicom: &CheckedDicom) -> Result<NewCase, String> {
+/// the office corrects in the draft (the history says which). `door` names
+/// how the study arrived (DICOMweb's STOW-RS opens cases the same way).
+pub(crate) fn referral_via(dicom: &CheckedDicom, door: &str) -> Result<NewCase, String> {
     let text = |tag| {
         dicom
             .text(tag)
@@ -204,7 +210,7 @@ fn referral(dicom: &CheckedDicom) -> Result<NewCase, String> {
             missing.push("patient ID");
             "unknown".to_owned()
         });
-    let mut history = String::from("Received over DICOM C-STORE.");
+    let mut history = format!("Received over {door}.");
     if let Some(description) = text(tags::STUDY_DESCRIPTION) {
         history.push_str(&format!(" Study: {description}."));
     }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::drain::drain;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, CasePath};
 
@@ -80,6 +81,17 @@ pub async fn upload_images(
             .map_err(|e| IngestError::BadDigestHeader(format!("invalid Content-Digest: {e}")))?,
         None => None,
     };
+    // A body that declares more than the limit is refused before a byte is
+    // read, and not drained: a client announcing 4 GB is answered at once.
+    let limit = state.ingest.limits().max_bytes;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(IngestError::TooLarge { limit }.into());
+    }
     let mut body = request.into_body().into_data_stream();
     let upload = Upload {
         declared,
@@ -122,25 +134,6 @@ pub async fn upload_images(
     Ok((status, headers, Json(image)).into_response())
 }
 
-/// How much of a refused upload's unread body is read and discarded so the
-/// client receives the refusal (closing a socket with unread data resets it,
-/// and the client would see a broken connection instead of the answer).
-const DRAIN_LIMIT: usize = 16 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn drain(body: &mut axum::body::BodyDataStream) {
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = body.next().await {
-            drained += chunk.len();
-            if drained > DRAIN_LIMIT {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
 /// Each file part goes through ingest in turn. Files before a refused one
 /// stay stored (they were valid); the error names the refused file.
 async fn upload_multipart(
@@ -153,6 +146,7 @@ async fn upload_multipart(
         .await
         .map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
     let mut images = Vec::new();
+    let mut part = 0;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -162,12 +156,13 @@ async fn upload_multipart(
         let Some(filename) = field.file_name().map(str::to_owned) else {
             continue; // form fields that are not files
         };
+        part += 1;
         let declared =
             Declared::from_content_type(field.content_type().unwrap_or("application/octet-stream"))
-                .map_err(|e| ApiError::from(e).with_context(&filename))?;
+                .map_err(|e| ApiError::from(e).in_file(part))?;
         let upload = Upload {
             declared,
-            filename: Some(filename.clone()),
+            filename: Some(filename),
             client_digest: None,
             body: field,
         };
@@ -181,7 +176,7 @@ async fn upload_multipart(
                 upload,
             )
             .await
-            .map_err(|e| ApiError::from(e).with_context(&filename))?;
+            .map_err(|e| ApiError::from(e).in_file(part))?;
         state.work_queued();
         images.push(ingested.image);
     }
@@ -282,7 +277,7 @@ pub async fn get_original(
 
 /// Serves a blob with `ETag`, `Content-Digest`, `Range` and `If-None-Match`,
 /// proving its sha256 on the way out. Originals and renditions alike.
-pub(super) async fn serve_verified(
+pub(crate) async fn serve_verified(
     state: &AppState,
     id: ImageId,
     key: Sha256,

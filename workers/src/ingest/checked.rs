@@ -20,7 +20,7 @@ use super::dicom::{self, attribute_text};
 use super::sniff::SNIFF_LEN;
 use super::{Declared, IngestError, media_type, sniff};
 use crate::blob::BlobError;
-use crate::model::{MediaType, Sha256, Sha256Hasher};
+use crate::model::{DicomIndex, MediaType, Sha256, Sha256Hasher};
 
 /// A DICOM file ingest has accepted but not yet stored. Built only by
 /// [`super::Ingest::check_dicom_file`], so a value that exists passed the
@@ -31,6 +31,7 @@ pub struct CheckedDicom {
     pub(super) sha256: Sha256,
     pub(super) size: u64,
     pub(super) metadata: Value,
+    pub(super) index: DicomIndex,
     header: DefaultDicomObject,
 }
 
@@ -80,6 +81,7 @@ pub(super) fn check(
         sha256,
         size,
         metadata: validated.metadata,
+        index: validated.index,
         header: validated.header,
     })
 }

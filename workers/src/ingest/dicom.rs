@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 
 use super::IngestError;
 use super::sniff::executable_preamble;
+use crate::model::DicomIndex;
 
 fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::InvalidDicom(message.into())
@@ -34,6 +35,9 @@ fn invalid(message: impl Into<String>) -> IngestError {
 pub struct Validated {
     /// The attributes for the receipt.
     pub metadata: Value,
+    /// The attributes DICOMweb searches match on (kept in the catalog, not
+    /// the receipt).
+    pub index: DicomIndex,
     /// Everything before Pixel Data, as parsed.
     pub header: DefaultDicomObject,
 }
@@ -63,7 +67,7 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Validated, IngestError>
         )));
     }
     let start = reader.stream_position().map_err(io)?;
-    walk(&mut reader, ts, start, size, max_depth)?;
+    let walked = walk(&mut reader, ts, start, size, max_depth)?;
 
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
@@ -114,12 +118,48 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Validated, IngestError>
             out.insert(key.into(), json!(n));
         }
     }
-    out.insert(
-        "transfer_syntax".into(),
-        json!(ts_uid.trim_end_matches('\0')),
-    );
+    // A cut exactly between two elements leaves a well-formed data set: an
+    // image without its pixels is the telltale.
+    if out.contains_key("rows") && out.contains_key("columns") && !walked.pixel_data {
+        return Err(invalid(
+            "the data set has Rows and Columns but no Pixel Data; the file may be cut short",
+        ));
+    }
+    let transfer_syntax_uid = ts_uid.trim_end_matches(['\0', ' ']).to_owned();
+    out.insert("transfer_syntax".into(), json!(transfer_syntax_uid));
+    let uid = |key: &str| {
+        out.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let index = DicomIndex {
+        study_instance_uid: uid("study_instance_uid"),
+        series_instance_uid: uid("series_instance_uid"),
+        sop_instance_uid: uid("sop_instance_uid"),
+        sop_class_uid: uid("sop_class_uid"),
+        transfer_syntax_uid,
+        patient_id: text(tags::PATIENT_ID),
+        patient_name: text(tags::PATIENT_NAME),
+        patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
+        patient_sex: text(tags::PATIENT_SEX),
+        study_date: text(tags::STUDY_DATE),
+        study_time: text(tags::STUDY_TIME),
+        accession_number: text(tags::ACCESSION_NUMBER),
+        study_id: text(tags::STUDY_ID),
+        study_description: text(tags::STUDY_DESCRIPTION),
+        referring_physician_name: text(tags::REFERRING_PHYSICIAN_NAME),
+        modality: text(tags::MODALITY),
+        series_number: number(tags::SERIES_NUMBER),
+        series_description: text(tags::SERIES_DESCRIPTION),
+        instance_number: number(tags::INSTANCE_NUMBER),
+        rows: number(tags::ROWS),
+        columns: number(tags::COLUMNS),
+        number_of_frames: number(tags::NUMBER_OF_FRAMES),
+    };
     Ok(Validated {
         metadata: Value::Object(out),
+        index,
         header: object,
     })
 }
@@ -135,26 +175,40 @@ pub fn attribute_text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Walks every token from `start`, checking lengths and depth, reading no values.
+/// What the walk saw that the attribute parse cannot.
+#[derive(Debug, Default)]
+struct Walked {
+    /// A top-level Pixel Data, Float or Double Float Pixel Data element.
+    pixel_data: bool,
+}
+
+/// Walks every token from `start`, checking lengths and depth, reading no
+/// values, and that the data set ends where the file ends: dicom-rs takes
+/// an end of file inside an element's tag, or inside open sequences, for a
+/// graceful end, so a file cut there would otherwise pass as whole.
 fn walk(
     reader: &mut BufReader<File>,
     ts: &dicom_encoding::TransferSyntax,
     start: u64,
     size: u64,
     max_depth: usize,
-) -> Result<(), IngestError> {
+) -> Result<Walked, IngestError> {
     reader
         .seek(SeekFrom::Start(start))
         .map_err(|e| invalid(format!("the DICOM file cannot be read: {e}")))?;
     let mut tokens = LazyDataSetReader::new_with_ts(reader, ts)
         .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
     let mut depth = 0usize;
+    let mut walked = Walked::default();
     while let Some(token) = tokens.advance() {
         let token = token.map_err(|e| invalid(format!("the DICOM data set is malformed: {e}")))?;
         match token {
             LazyDataToken::SequenceStart { .. }
             | LazyDataToken::ItemStart { .. }
             | LazyDataToken::PixelSequenceStart => {
+                if depth == 0 && matches!(token, LazyDataToken::PixelSequenceStart) {
+                    walked.pixel_data = true;
+                }
                 depth += 1;
                 if depth > max_depth {
                     return Err(invalid(format!(
@@ -165,6 +219,15 @@ fn walk(
             LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
             LazyDataToken::LazyValue { header, decoder } => {
                 let tag = header.tag;
+                if depth == 0 {
+                    if tag.group() == 0x0002 {
+                        // Only the file meta may say what the file is.
+                        return Err(invalid(format!(
+                            "element {tag} belongs to the file meta information and must not appear in the data set"
+                        )));
+                    }
+                    walked.pixel_data |= PIXEL_DATA_TAGS.contains(&tag);
+                }
                 let len = header
                     .len
                     .get()
@@ -184,8 +247,26 @@ fn walk(
             _ => {}
         }
     }
-    Ok(())
+    if depth > 0 {
+        return Err(invalid(
+            "the file ends inside a sequence that was never closed; it may be cut short",
+        ));
+    }
+    let end = tokens.into_decoder().position();
+    if end != size {
+        return Err(invalid(format!(
+            "the file ends inside an element header at offset {end} of {size} bytes; it may be cut short"
+        )));
+    }
+    Ok(walked)
 }
+
+/// The elements that carry an image's pixels.
+const PIXEL_DATA_TAGS: [Tag; 3] = [
+    tags::PIXEL_DATA,
+    tags::FLOAT_PIXEL_DATA,
+    tags::DOUBLE_FLOAT_PIXEL_DATA,
+];
 
 fn check_fits(position: u64, len: u32, size: u64, what: &str) -> Result<(), IngestError> {
     if position.saturating_add(u64::from(len)) > size {

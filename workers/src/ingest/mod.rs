@@ -45,7 +45,7 @@ use crate::audit::AuditContext;
 use crate::blob::{BlobError, BlobStore, keep_after_commit};
 use crate::catalog::{Catalog, UploadTarget};
 use crate::model::{
-    CaseId, CaseScope, DeriveState, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
+    CaseId, CaseScope, DeriveState, DicomIndex, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
 };
 
 /// Bounds on what one upload may be.
@@ -194,6 +194,7 @@ impl Ingest {
                 received,
                 stored: (sha256, size),
                 metadata,
+                index: None,
             }
         } else {
             let max_depth = self.limits.max_dicom_depth;
@@ -207,6 +208,7 @@ impl Ingest {
                 received,
                 stored: received,
                 metadata: validated.metadata,
+                index: Some(validated.index),
             }
         };
         self.store(ctx, uploaded_by, scope, case, target, filename, accepted)
@@ -248,6 +250,7 @@ impl Ingest {
             received,
             stored: received,
             metadata: dicom.metadata,
+            index: Some(dicom.index),
         };
         self.store(ctx, uploaded_by, scope, case, target, filename, accepted)
             .await
@@ -272,6 +275,7 @@ impl Ingest {
             received,
             stored: (stored_sha256, stored_size),
             metadata,
+            index,
         } = accepted;
         let persisted = self.blobs.put(stored_sha256, &file).await?;
         let image = Image {
@@ -292,7 +296,10 @@ impl Ingest {
             frames: None,
             attributes: None,
         };
-        let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
+        let (image, created) = self
+            .catalog
+            .add_image(ctx, scope, &image, index.as_ref())
+            .await?;
         keep_after_commit(self.blobs.as_ref(), stored_sha256, &file, persisted).await?;
         Ok(Ingested { image, created })
     }
@@ -381,6 +388,8 @@ struct Accepted {
     /// The sha256 and size of what is stored (a photo may lose its location).
     stored: (Sha256, u64),
     metadata: Value,
+    /// What DICOMweb searches match on (DICOM only).
+    index: Option<DicomIndex>,
 }
 
 fn write_spool(

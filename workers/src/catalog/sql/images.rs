@@ -11,7 +11,7 @@ use super::{SqlCatalog, placement};
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CatalogError, Images, UploadTarget};
 use crate::model::{
-    CaseId, CaseScope, CaseStatus, DeriveState, Image, ImageId, MediaType, Timestamp,
+    CaseId, CaseScope, CaseStatus, DeriveState, DicomIndex, Image, ImageId, MediaType, Timestamp,
 };
 
 macro_rules! image_columns {
@@ -158,6 +158,7 @@ impl Images for SqlCatalog {
         ctx: &AuditContext,
         scope: CaseScope,
         new: &Image,
+        dicom: Option<&DicomIndex>,
     ) -> Result<(Image, bool), CatalogError> {
         let mut tx = self.begin_write().await?;
         // The case may have changed since the upload began: check again,
@@ -194,6 +195,9 @@ impl Images for SqlCatalog {
             None => {
                 let now = self.db_now(&mut tx).await?;
                 insert_image(self, &mut tx, new, now).await?;
+                if let Some(index) = dicom {
+                    super::dicomweb::insert_index(&mut tx, new, index).await?;
+                }
                 (new.clone(), true)
             }
         };

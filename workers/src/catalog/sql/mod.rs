@@ -29,6 +29,7 @@ mod cases;
 mod consult;
 mod derivatives;
 mod dicom;
+mod dicomweb;
 mod images;
 mod placement;
 mod queue;
