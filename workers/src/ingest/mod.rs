@@ -45,7 +45,8 @@ use crate::audit::AuditContext;
 use crate::blob::{BlobError, BlobStore, keep_after_commit};
 use crate::catalog::{Catalog, UploadTarget};
 use crate::model::{
-    CaseId, CaseScope, DeriveState, DicomIndex, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
+    CaseId, CaseScope, DeriveState, DicomIndex, Image, ImageId, MediaType, Sha256, Timestamp,
+    UserId,
 };
 
 /// Bounds on what one upload may be.
