@@ -17,6 +17,11 @@
 
 mod support;
 
+#[path = "faults/full_disk.rs"]
+mod full_disk;
+#[path = "faults/syscalls.rs"]
+mod syscalls;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -34,6 +39,9 @@ const FILE_STEPS: &[&str] = &[
     "blob.link",
     "blob.dir_fsync",
 ];
+
+/// A file the full-disk test fills the data directory's filesystem with.
+const FILLER: &str = "filler";
 
 /// No step runs this often in one upload; a sweep past it is a bug here.
 const MAX_N: usize = 40;
@@ -138,11 +146,17 @@ struct Sweep {
 
 impl Sweep {
     async fn start() -> Self {
-        let relay = Relay::new();
+        Self::start_in(Relay::new(), &[]).await
+    }
+
+    /// A server of `relay` (whose data directory may already be mounted
+    /// somewhere of the test's choosing) run through `wrapper`.
+    async fn start_in(relay: Relay, wrapper: &[&str]) -> Self {
         let (_office, _user, token) = relay.office_with_user("Sweep Clinic");
         let path = relay.dir().join("failpoints.sock");
         let socket = path.to_str().expect("utf-8 path").to_owned();
-        let server = relay.start_with(
+        let server = relay.start_via(
+            wrapper,
             &["serve", "--listen", "127.0.0.1:0", "--workers", "0"],
             &[("RELAY_FAILPOINTS_SOCKET", &socket)],
         );
@@ -225,7 +239,12 @@ impl Sweep {
 
     fn assert_refused(&self, what: &str, status: u16, body: &serde_json::Value, full: bool) {
         if full {
-            assert_eq!(status, 507, "{what}: {body}");
+            assert_eq!(
+                status,
+                507,
+                "{what}: {body}; log:\n{}",
+                warnings(&self.server.log())
+            );
             assert_eq!(body["error"], "insufficient_storage", "{what}: {body}");
         } else {
             assert!((500..600).contains(&status), "{what}: {status} {body}");
@@ -256,13 +275,18 @@ impl Sweep {
             } else {
                 let name = file_name(&path);
                 assert!(
-                    ["relay.db", "relay.db-wal", "relay.db-shm"].contains(&name.as_str()),
+                    ["relay.db", "relay.db-wal", "relay.db-shm", FILLER].contains(&name.as_str()),
                     "{what}: a file left behind: {}",
                     path.display()
                 );
             }
         }
-        assert_eq!(files, recorded, "{what}: blob files against blob rows");
+        assert_eq!(
+            files,
+            recorded,
+            "{what}: blob files against blob rows; log:\n{}",
+            warnings(&self.server.log())
+        );
     }
 
     fn finish(self, name: &str) {
@@ -278,6 +302,14 @@ impl Sweep {
         );
         self.server.stop();
     }
+}
+
+/// The server's warnings and errors, for a failure message.
+fn warnings(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn file_name(path: &Path) -> String {

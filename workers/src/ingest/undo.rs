@@ -17,14 +17,14 @@ pub async fn remove_uncommitted(catalog: &dyn Catalog, blobs: &dyn BlobStore, ke
     let guard = match catalog.lock_blob(&key).await {
         Ok(guard) => guard,
         Err(e) => {
-            tracing::warn!(blob = %key, error = %e, "an uncommitted blob stays until sweep removes it");
+            tracing::warn!(blob = %key, error = ?e, "an uncommitted blob stays until sweep removes it");
             return;
         }
     };
     if guard.standing() == BlobStanding::Unrecorded
         && let Err(e) = blobs.delete(&key).await
     {
-        tracing::warn!(blob = %key, error = %e, "an uncommitted blob stays until sweep removes it");
+        tracing::warn!(blob = %key, error = ?e, "an uncommitted blob stays until sweep removes it");
     }
     if let Err(e) = guard.release().await {
         tracing::warn!(blob = %key, error = %e, "releasing the blob lock failed");
