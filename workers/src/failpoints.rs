@@ -103,11 +103,6 @@ pub fn from_env() -> Failpoints {
     Failpoints {}
 }
 
-/// Whether this build has failpoints compiled in.
-pub const fn enabled() -> bool {
-    cfg!(feature = "failpoints")
-}
-
 #[cfg(feature = "failpoints")]
 mod control {
     use std::io::{BufRead, BufReader, Write};

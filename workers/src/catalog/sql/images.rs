@@ -1,8 +1,9 @@
 //! Images in SQL. Image queries are scoped through their case, with the
 //! same rule as case queries.
 //!
-//! `catalog.image.sql` is the failpoint before each statement of the image
-//! transaction, `catalog.image.commit` before its commit
+//! `catalog.image.sql` is the failpoint before each statement an upload
+//! runs (the case check before the body is read, then the image
+//! transaction), `catalog.image.commit` before its commit
 //! ([`crate::failpoints`]).
 
 use async_trait::async_trait;
@@ -90,6 +91,7 @@ impl Images for SqlCatalog {
         scope: CaseScope,
         case: CaseId,
     ) -> Result<UploadTarget, CatalogError> {
+        fail_sql!("catalog.image.sql");
         let row = sqlx::query(concat!(
             "SELECT c.status, c.office_id, o.strip_location FROM cases c JOIN offices o ON o.id = c.office_id \
              WHERE c.id = $1 AND ",
