@@ -441,3 +441,75 @@ async fn the_test_binary_obeys_failpoints_from_the_environment() {
     assert_eq!(status, 201, "{body}");
     server.stop();
 }
+
+/// Regression: a tus chunk whose write or fsync failed stayed in the
+/// upload's file, whose length is the offset, so the next `HEAD` reported
+/// it as received and the client went on to a `201` after a failed fsync.
+/// Now the upload is cut back to the last acknowledged offset.
+#[tokio::test]
+async fn a_tus_chunk_whose_fsync_failed_is_not_counted() {
+    use base64::Engine;
+    let sweep = Sweep::start().await;
+    let (bytes, _) = Kind::Photo.file(0);
+    let tus = |method: reqwest::Method, path: &str| {
+        sweep
+            .server
+            .http
+            .request(method, sweep.server.url(path))
+            .bearer_auth(&sweep.token)
+            .header("tus-resumable", "1.0.0")
+    };
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let created = tus(reqwest::Method::POST, "/api/v1/uploads")
+        .header("upload-length", bytes.len().to_string())
+        .header(
+            "upload-metadata",
+            format!(
+                "case {},filename {},filetype {}",
+                b64(&sweep.case),
+                b64("tus.jpg"),
+                b64("image/jpeg")
+            ),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let upload = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let half = bytes.len() / 2;
+    let patch = |offset: usize, body: &[u8]| {
+        tus(reqwest::Method::PATCH, &upload)
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset.to_string())
+            .body(body.to_vec())
+    };
+    let offset = || async {
+        let head = tus(reqwest::Method::HEAD, &upload)
+            .send()
+            .await
+            .expect("head");
+        head.headers()["upload-offset"]
+            .to_str()
+            .expect("offset")
+            .parse::<usize>()
+            .expect("number")
+    };
+    let first = patch(0, &bytes[..half]).send().await.expect("patch");
+    assert_eq!(first.status(), 204);
+    sweep.control.set("resumable.fsync", "1*return(eio)");
+    let failed = patch(half, &bytes[half..]).send().await.expect("patch");
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    assert_eq!(
+        offset().await,
+        half,
+        "bytes whose fsync failed were counted"
+    );
+    let second = patch(half, &bytes[half..]).send().await.expect("patch");
+    assert!(second.status().is_success(), "{}", second.status());
+    let mut db = sweep.relay.database().await;
+    assert_eq!(count(&mut db, "images").await, 1);
+    sweep.finish("tus");
+}

@@ -2,13 +2,14 @@
 //!
 //! Each step of an upload that can fail for reasons outside Relay's control
 //! names a failpoint: the spool file's creation and writes, the blob's
-//! fsync, link and directory fsyncs, every SQL statement of the image
-//! transaction, its commit and the audit insert. With the `failpoints`
-//! feature (the `fail` crate) a failpoint configured in `FAILPOINTS`
-//! (`name=actions;…`, e.g. `blob.fsync=2*off->1*return(eio)`: the third
-//! fsync fails once) returns an I/O error there: `return(enospc)` a full
-//! disk, any other argument `EIO`. Without the feature the macros expand to
-//! nothing, so a release build carries no trace of them.
+//! fsync, mkdir, link and directory fsyncs, every SQL statement of the
+//! upload, the commit and the audit insert, and a tus chunk's fsync. With
+//! the `failpoints` feature (the `fail` crate) a failpoint configured in
+//! `FAILPOINTS` (`name=actions;…`, e.g. `blob.fsync=2*off->1*return(eio)`:
+//! the third fsync fails once) returns an I/O error there:
+//! `return(enospc)` a full disk, any other argument `EIO`. Without the
+//! feature the macros expand to nothing, so a release build carries no
+//! trace of them.
 //!
 //! A test changes failpoints while the server runs through a Unix socket
 //! named by `RELAY_FAILPOINTS_SOCKET` (one `name=actions` line per request,
@@ -26,6 +27,8 @@ pub const NAMES: &[&str] = &[
     "catalog.image.sql",
     "catalog.image.commit",
     "audit.insert",
+    // A tus chunk's fsync, before its new offset is answered.
+    "resumable.fsync",
 ];
 
 /// Returns early with an `io::Error` (converted by `From`) when the
