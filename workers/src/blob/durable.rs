@@ -31,11 +31,10 @@ pub fn persist_no_clobber(temp: &tempfile::NamedTempFile, dest: &Path) -> io::Re
 /// path (so it can run on a blocking thread while the caller keeps the
 /// file).
 ///
-/// On error nothing is left under `dest`: a link whose directory could not
-/// be fsynced is removed again, since a blob must never be visible before
-/// it is durable. (Another upload of the same bytes that found the link in
-/// the meantime puts the bytes again after its commit, as after a sweep:
-/// [`super::keep_after_commit`].)
+/// An error after the link (the directory fsync) leaves the bytes visible
+/// under `dest` though not known to be durable: they may be removed only
+/// under the blob's catalog lock, which this function does not hold, so the
+/// caller does (ingest's undo) or leaves them to `sweep`.
 pub fn persist_file_no_clobber(file: &File, path: &Path, dest: &Path) -> io::Result<Persisted> {
     sync_file(file)?;
     let dir = dest
@@ -47,12 +46,7 @@ pub fn persist_file_no_clobber(file: &File, path: &Path, dest: &Path) -> io::Res
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Persisted::AlreadyPresent),
         Err(e) => return Err(e),
     }
-    if let Err(e) = sync_dir(dir) {
-        if let Err(removal) = std::fs::remove_file(dest) {
-            tracing::warn!(error = %removal, "a blob whose directory could not be synced stays until sweep removes it");
-        }
-        return Err(e);
-    }
+    sync_dir(dir)?;
     Ok(Persisted::Created)
 }
 

@@ -187,7 +187,16 @@ impl Ingest {
                 .await?;
             (spooled.file, spooled.sha256, spooled.size, metadata)
         };
-        let persisted = self.blobs.put(stored_sha256, &file).await?;
+        let persisted = match self.blobs.put(stored_sha256, &file).await {
+            Ok(persisted) => persisted,
+            Err(e) => {
+                // A put can fail after its bytes became visible (the
+                // directory fsync after the link).
+                undo::remove_uncommitted(self.catalog.as_ref(), self.blobs.as_ref(), stored_sha256)
+                    .await;
+                return Err(e.into());
+            }
+        };
         let image = Image {
             id: ImageId::generate(),
             case_id: case,

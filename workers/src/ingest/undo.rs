@@ -1,18 +1,20 @@
-//! Undoing a put whose catalog transaction failed.
+//! Undoing a put whose upload failed.
 //!
 //! A blob is made durable before its row is committed (blob first, row
-//! second). When the commit then fails, the client is told nothing was
-//! stored, so the bytes this upload wrote must not stay visible in the
-//! store either: they are removed here, under the blob's catalog lock, and
-//! only while no row records them (another upload of the same bytes may
-//! have committed in between; then they are its bytes and stay). If even
-//! that cannot be done (the catalog is down), the orphan waits for `sweep`.
+//! second). When the put fails after its link, or the commit fails, the
+//! client is told nothing was stored, so the bytes must not stay visible
+//! in the store either: they are removed here, under the blob's catalog
+//! lock, and only while no row records them (another upload of the same
+//! bytes may have committed in between; then they are its bytes and stay;
+//! one still in flight puts them again after its commit, as after a sweep:
+//! [`crate::blob::keep_after_commit`]). If even that cannot be done (the
+//! catalog is down), the orphan waits for `sweep`.
 
 use crate::blob::BlobStore;
 use crate::catalog::{BlobStanding, Catalog};
 use crate::model::Sha256;
 
-/// Removes the blob `key` this upload created, unless a row now records it.
+/// Removes the blob `key`, unless a row records it.
 pub async fn remove_uncommitted(catalog: &dyn Catalog, blobs: &dyn BlobStore, key: Sha256) {
     let guard = match catalog.lock_blob(&key).await {
         Ok(guard) => guard,
