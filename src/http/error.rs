@@ -199,6 +199,7 @@ impl ApiError {
                     (S::CONFLICT, "invalid_state")
                 }
                 CatalogError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                CatalogError::Full(_) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
                 CatalogError::AlreadyClaimed => (S::CONFLICT, "already_claimed"),
                 CatalogError::ClaimRequired => (S::CONFLICT, "claim_required"),
                 CatalogError::Corrupt { .. }
@@ -255,7 +256,7 @@ impl ApiError {
             | ApiError::Blob(BlobError::Integrity(_) | BlobError::Missing(_)) => {
                 return ApiError::Integrity.to_string();
             }
-            ApiError::Blob(BlobError::Full(_)) => {
+            ApiError::Blob(BlobError::Full(_)) | ApiError::Catalog(CatalogError::Full(_)) => {
                 return "the server is out of storage space; nothing was stored, retry later"
                     .to_owned();
             }

@@ -72,7 +72,21 @@ impl Relay {
     /// shared stores, if any, as global flags. `AWS_*` variables are kept:
     /// they are how an S3 blob store finds its credentials.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay"));
+        self.command_via(&[])
+    }
+
+    /// [`Relay::command`] run through `wrapper` (e.g. `fiu-run -x`), a
+    /// program that ends by executing the `relay` command line it is given.
+    pub fn command_via(&self, wrapper: &[&str]) -> Command {
+        let relay = env!("CARGO_BIN_EXE_relay");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(relay);
+                cmd
+            }
+            None => Command::new(relay),
+        };
         cmd.current_dir(self.dir.path());
         for (key, _) in std::env::vars() {
             if key.starts_with("RELAY_") || key == "RUST_LOG" {
@@ -207,8 +221,30 @@ impl Relay {
 
     /// Spawns `relay ARGS…` with its log captured, and waits for a line
     /// containing `ready`; returns the process and the rest of that line.
+    /// [`Relay::start_with`] through `wrapper` ([`Relay::command_via`]);
+    /// the process started is `relay` itself when the wrapper executes it.
+    pub fn start_via(&self, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let (process, addr) = self.spawn_via(wrapper, args, env, "listening on http://");
+        relay_workers::tls::install_crypto_provider();
+        Server {
+            process,
+            base: format!("http://{}", addr.trim()),
+            http: reqwest::Client::new(),
+        }
+    }
+
     fn spawn(&self, args: &[&str], env: &[(&str, &str)], ready: &str) -> (Process, String) {
-        let mut cmd = self.command();
+        self.spawn_via(&[], args, env, ready)
+    }
+
+    fn spawn_via(
+        &self,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: &str,
+    ) -> (Process, String) {
+        let mut cmd = self.command_via(wrapper);
         cmd.args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", log_level())
@@ -364,7 +400,8 @@ impl Server {
         self.process.log()
     }
 
-    /// The server's process id (for `/proc/<pid>/status`).
+    /// The server's process id, for `/proc/<pid>/status` (of the wrapper's
+    /// `relay` too, once it executed it).
     pub fn pid(&self) -> u32 {
         self.process.child.id()
     }

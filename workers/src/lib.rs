@@ -14,6 +14,7 @@ pub mod auth;
 pub mod blob;
 pub mod catalog;
 pub mod derive;
+pub mod failpoints;
 pub mod ingest;
 pub mod model;
 pub mod queue;

@@ -27,13 +27,13 @@ mod location;
 mod photo;
 mod sniff;
 mod spool;
+mod undo;
 
 pub use checked::CheckedDicom;
 pub use error::IngestError;
 pub use location::{Removal, remove_location};
 pub use sniff::{Sniffed, sniff};
 
-use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::audit::AuditContext;
-use crate::blob::{BlobError, BlobStore, keep_after_commit};
+use crate::blob::{BlobError, BlobStore, Persisted, keep_after_commit};
 use crate::catalog::{Catalog, UploadTarget};
 use crate::model::{
     CaseId, CaseScope, DeriveState, DicomIndex, Image, ImageId, MediaType, Sha256, Timestamp,
@@ -278,7 +278,16 @@ impl Ingest {
             metadata,
             index,
         } = accepted;
-        let persisted = self.blobs.put(stored_sha256, &file).await?;
+        let persisted = match self.blobs.put(stored_sha256, &file).await {
+            Ok(persisted) => persisted,
+            Err(e) => {
+                // A put can fail after its bytes became visible (the
+                // directory fsync after the link).
+                undo::remove_uncommitted(self.catalog.as_ref(), self.blobs.as_ref(), stored_sha256)
+                    .await;
+                return Err(e.into());
+            }
+        };
         let image = Image {
             id: ImageId::generate(),
             case_id: case,
@@ -297,10 +306,23 @@ impl Ingest {
             frames: None,
             attributes: None,
         };
-        let (image, created) = self
+        let (image, created) = match self
             .catalog
             .add_image(ctx, scope, &image, index.as_ref())
-            .await?;
+            .await {
+            Ok(added) => added,
+            Err(e) => {
+                if persisted == Persisted::Created {
+                    undo::remove_uncommitted(
+                        self.catalog.as_ref(),
+                        self.blobs.as_ref(),
+                        stored_sha256,
+                    )
+                    .await;
+                }
+                return Err(e.into());
+            }
+        };
         keep_after_commit(self.blobs.as_ref(), stored_sha256, &file, persisted).await?;
         Ok(Ingested { image, created })
     }
@@ -397,9 +419,7 @@ fn write_spool(
     dir: &std::path::Path,
     bytes: &[u8],
 ) -> Result<tempfile::NamedTempFile, IngestError> {
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(BlobError::io)?;
-    file.write_all(bytes).map_err(BlobError::io)?;
-    Ok(file)
+    Ok(spool::write_file(dir, bytes).map_err(BlobError::io)?)
 }
 
 /// Reconciles what the bytes are with what the client declared.
