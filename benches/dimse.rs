@@ -15,6 +15,9 @@
 //! Run with `cargo bench --bench dimse`. The numbers are printed and
 //! written as JSON to `target/bench-dimse.json`. The process fails only
 //! when it cannot measure (no DCMTK, the server does not start).
+//! `RELAY_BENCH_RELAY=FILE` measures another build of `relay` instead of
+//! this one (an earlier commit's, say), with the same client and study, so
+//! before and after can be compared in one session.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -32,6 +35,13 @@ const INSTANCES: usize = 100;
 const ROUNDS: usize = 3;
 const AE: &str = "BENCH_CT";
 
+/// The `relay` binary measured: this build, or `RELAY_BENCH_RELAY`.
+fn relay_binary() -> PathBuf {
+    std::env::var_os("RELAY_BENCH_RELAY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relay")))
+}
+
 fn main() -> Result<()> {
     if Command::new("storescu").arg("--version").output().is_err() {
         return Err("storescu (Debian package dcmtk) is not installed".into());
@@ -40,7 +50,7 @@ fn main() -> Result<()> {
     let data = dir.path().join("data");
     let data_arg = data.display().to_string();
     let admin = |args: &[&str]| -> Result<String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        let out = Command::new(relay_binary())
             .args(["--data-dir", &data_arg, "admin"])
             .args(args)
             .output()?;
@@ -56,7 +66,7 @@ fn main() -> Result<()> {
     ])?;
     let token = admin(&["token", "create", "--user", &user])?;
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_relay"))
+    let mut server = Command::new(relay_binary())
         .args([
             "--data-dir",
             &data_arg,
@@ -142,6 +152,7 @@ fn main() -> Result<()> {
         bytes as f64 / 1e6
     );
     let report = json!({
+        "relay": if std::env::var_os("RELAY_BENCH_RELAY").is_some() { "RELAY_BENCH_RELAY" } else { "this build" },
         "instances": INSTANCES, "rounds": ROUNDS, "study_bytes": bytes,
         "http_instances_per_s": http, "cstore_instances_per_s": dimse, "ratio": dimse / http,
     });

@@ -22,6 +22,8 @@ use crate::backends::{OpenError, open_blobs, open_catalog};
 use crate::config::Config;
 use crate::dimse::{DicomDoor, DicomListener};
 use crate::http::metrics::Metrics;
+use crate::http::serve::{serve, with_transport_limits};
+use crate::http::throttle::AuthThrottle;
 use crate::http::{AppState, router};
 
 /// How often new audit events are sealed onto the hash chain.
@@ -74,6 +76,8 @@ pub struct App {
     reminders: ReminderPolicy,
     reminder_interval: Duration,
     request_timeout: Duration,
+    header_read_timeout: Duration,
+    body_read_timeout: Duration,
     /// The DICOM door, when a DICOM port is configured.
     dicom: Option<(DicomListener, Arc<DicomDoor>)>,
 }
@@ -172,6 +176,7 @@ impl App {
                     ingest: ingest.clone(),
                     ae_title: config.dicom_ae_title.clone(),
                     idle_timeout: config.dicom_idle_timeout,
+                    max_associations: config.dicom_max_associations,
                     worker_wake: runner.as_ref().map(Runner::waker),
                 };
                 Some((listener, Arc::new(door)))
@@ -200,6 +205,7 @@ impl App {
                 })?,
             ),
             upload_ttl: UPLOAD_TTL,
+            auth_throttle: Arc::new(AuthThrottle::new(config.auth_throttle)),
         };
         Ok(Self {
             listener,
@@ -209,6 +215,8 @@ impl App {
             reminders: config.reminders.clone(),
             reminder_interval: config.reminder_interval,
             request_timeout: config.request_timeout,
+            header_read_timeout: config.header_read_timeout,
+            body_read_timeout: config.body_read_timeout,
             dicom,
         })
     }
@@ -256,11 +264,11 @@ impl App {
         let dicom = self
             .dicom
             .map(|(listener, door)| tokio::spawn(listener.run(door, stop.clone())));
-        let service = router(self.state, self.request_timeout)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let service = with_transport_limits(
+            router(self.state, self.request_timeout),
+            self.body_read_timeout,
+        );
+        let served = serve(self.listener, service, self.header_read_timeout, shutdown).await;
         stop.cancel();
         if let Some(dicom) = dicom
             && let Err(error) = dicom.await

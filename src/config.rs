@@ -15,6 +15,8 @@ use relay_workers::catalog::redact_url;
 use relay_workers::model::{ReminderPolicy, SlaPolicy};
 use serde::Deserialize;
 
+use crate::http::throttle::ThrottlePolicy;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "relay-data";
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +28,10 @@ const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DICOM_AE_TITLE: &str = "RELAY";
 const DEFAULT_DICOM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// DICOM associations served at once; more are refused as transient.
+const DEFAULT_DICOM_MAX_ASSOCIATIONS: usize = 32;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings every command resolves before it touches a store.
 #[derive(Clone)]
@@ -77,6 +83,17 @@ pub struct Config {
     pub dicom_ae_title: String,
     /// How long a DICOM association may wait for its peer's next PDU.
     pub dicom_idle_timeout: Duration,
+    /// DICOM associations served at once; past it a request is refused
+    /// with a transient A-ASSOCIATE-RJ (local limit exceeded).
+    pub dicom_max_associations: usize,
+    /// Failed token authentications allowed per client address.
+    pub auth_throttle: ThrottlePolicy,
+    /// How long a client may take to send a request's head (slow-loris
+    /// clients are cut off after it).
+    pub header_read_timeout: Duration,
+    /// The longest pause between two pieces of a request body; uploads
+    /// have no overall deadline, so this is what ends a stalled one.
+    pub body_read_timeout: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -104,6 +121,10 @@ impl fmt::Debug for Config {
             .field("dicom_port", &self.dicom_port)
             .field("dicom_ae_title", &self.dicom_ae_title)
             .field("dicom_idle_timeout", &self.dicom_idle_timeout)
+            .field("dicom_max_associations", &self.dicom_max_associations)
+            .field("auth_throttle", &self.auth_throttle)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -148,6 +169,14 @@ pub struct FileConfig {
     pub dicom_ae_title: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub dicom_idle_timeout: Option<Duration>,
+    pub dicom_max_associations: Option<usize>,
+    pub auth_failure_burst: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub auth_failure_refill: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub body_read_timeout: Option<Duration>,
 }
 
 /// What flags and environment variables set (already merged by clap).
@@ -354,13 +383,29 @@ impl Config {
             dicom_idle_timeout: file
                 .dicom_idle_timeout
                 .unwrap_or(DEFAULT_DICOM_IDLE_TIMEOUT),
+            dicom_max_associations: file
+                .dicom_max_associations
+                .unwrap_or(DEFAULT_DICOM_MAX_ASSOCIATIONS)
+                .max(1),
+            auth_throttle: ThrottlePolicy {
+                burst: file
+                    .auth_failure_burst
+                    .unwrap_or(ThrottlePolicy::default().burst),
+                refill: file
+                    .auth_failure_refill
+                    .unwrap_or(ThrottlePolicy::default().refill),
+            },
+            header_read_timeout: file
+                .header_read_timeout
+                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            body_read_timeout: file.body_read_timeout.unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
         })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_toml(&self) -> String {
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\n",
+            "listen = \"{}\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nblobs = \"{}\"\nrequest_timeout = \"{}\"\nmax_connections = {}\nmax_upload_bytes = {}\nworkers = {}\njob_lease = \"{}\"\nclaim_lease = \"{}\"\nwebhook_allow_loopback = {}\nsmtp_url = \"{}\"\nmail_from = \"{}\"\npublic_url = \"{}\"\nsla_dermatology = \"{}\"\nsla_radiology = \"{}\"\nsmtp_ca_file = \"{}\"\nrenotify_after = \"{}\"\nrenotify_limit = {}\nescalate_after = \"{}\"\nescalate_to = {:?}\nreminder_interval = \"{}\"\n{}dicom_ae_title = \"{}\"\ndicom_idle_timeout = \"{}\"\nauth_failure_burst = {}\nauth_failure_refill = \"{}\"\nheader_read_timeout = \"{}\"\nbody_read_timeout = \"{}\"\ndicom_max_associations = {}\n",
             self.listen,
             self.data_dir.display(),
             redact_url(&self.database),
@@ -391,6 +436,11 @@ impl Config {
                 .unwrap_or_default(),
             self.dicom_ae_title,
             humantime::format_duration(self.dicom_idle_timeout),
+            self.auth_throttle.burst,
+            humantime::format_duration(self.auth_throttle.refill),
+            humantime::format_duration(self.header_read_timeout),
+            humantime::format_duration(self.body_read_timeout),
+            self.dicom_max_associations,
         )
     }
 }

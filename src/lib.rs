@@ -8,6 +8,7 @@ pub mod app;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod dicomweb;
 pub mod dimse;
 pub mod http;
 pub mod shutdown;

@@ -10,6 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Test builds only (the `failpoints` feature of relay-workers); a
+    // no-op otherwise.
+    let _failpoints = relay_workers::failpoints::from_env();
     let cli = Cli::parse();
     relay_workers::tls::install_crypto_provider();
     let filter = EnvFilter::try_from_default_env()

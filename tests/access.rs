@@ -83,6 +83,54 @@ fn routes() -> Vec<Route> {
             Scoped,
         ),
         route(Method::GET, "/api/v1/worklist", Specialist),
+        route(Method::POST, "/dicomweb/studies", Office),
+        route(Method::GET, "/dicomweb/studies", Scoped),
+        route(Method::POST, "/dicomweb/studies/{study}", Office),
+        route(Method::GET, "/dicomweb/studies/{study}", Scoped),
+        route(Method::GET, "/dicomweb/studies/{study}/metadata", Scoped),
+        route(Method::GET, "/dicomweb/studies/{study}/series", Scoped),
+        route(Method::GET, "/dicomweb/studies/{study}/instances", Scoped),
+        route(Method::GET, "/dicomweb/series", Scoped),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/metadata",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/instances",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered",
+            Scoped,
+        ),
+        route(
+            Method::GET,
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            Scoped,
+        ),
         on(
             Setup::Submitted,
             Method::POST,
@@ -197,6 +245,9 @@ struct Target {
     run: String,
     /// A resumable upload into the case, for `/api/v1/uploads/{id}`.
     upload: String,
+    /// The image's DICOM UIDs, for `/dicomweb/…/{study}/…`: study, series,
+    /// instance.
+    uids: [String; 3],
 }
 
 /// A tus request for `path` (`/api/v1/uploads…`) about `case`.
@@ -231,7 +282,16 @@ async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (
     } else {
         &target.case
     };
-    let url = server.url(&route.path.replace("{id}", id).replace("{n}", "0"));
+    let url = server.url(
+        &route
+            .path
+            .replace("{id}", id)
+            .replace("{n}", "0")
+            .replace("{study}", &target.uids[0])
+            .replace("{series}", &target.uids[1])
+            .replace("{instance}", &target.uids[2])
+            .replace("{frames}", "1"),
+    );
     let mut request = server.http.request(route.method.clone(), url);
     if route.path.starts_with("/api/v1/uploads") {
         request = tus(request, &route.method, &target.case);
@@ -245,11 +305,44 @@ async fn call(server: &Server, route: &Route, target: &Target, token: &str) -> (
     server.send(request, token).await
 }
 
+/// The CT fixture as a study of its own (new study, series and instance
+/// UIDs): each case's DICOM is found only through that case.
+fn unique_ct() -> Vec<u8> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom/CT_small.dcm");
+    let mut object = dicom_object::open_file(path).expect("fixture");
+    let root = format!("2.25.{}", uuid::Uuid::now_v7().as_u128());
+    for (tag, suffix) in [
+        (tags::STUDY_INSTANCE_UID, "1"),
+        (tags::SERIES_INSTANCE_UID, "2"),
+        (tags::SOP_INSTANCE_UID, "3"),
+    ] {
+        object.put(DataElement::new(
+            tag,
+            VR::UI,
+            PrimitiveValue::from(format!("{root}.{suffix}")),
+        ));
+    }
+    let meta = object.meta_mut();
+    meta.media_storage_sop_instance_uid = format!("{root}.3");
+    meta.update_information_group_length();
+    let mut bytes = Vec::new();
+    object.write_all(&mut bytes).expect("write");
+    bytes
+}
+
 /// A draft case with one image (and so one derive job).
 async fn case_with_image(relay: &Relay, server: &Server, token: &str) -> Target {
     let case = server.create_case(token, "dermatology").await;
     let image = server
-        .upload(token, &case, "dicom/CT_small.dcm", "application/dicom")
+        .upload_bytes(
+            token,
+            &case,
+            "CT_small.dcm",
+            unique_ct(),
+            "application/dicom",
+        )
         .await;
     let mut db = relay.database().await;
     let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs")
@@ -274,12 +367,18 @@ async fn case_with_image(relay: &Relay, server: &Server, token: &str) -> Target 
         .and_then(|l| l.rsplit('/').next())
         .expect("location")
         .to_owned();
+    let uid = |key: &str| image["metadata"][key].as_str().expect("a UID").to_owned();
     Target {
         case,
         image: image["id"].as_str().expect("image id").to_owned(),
         job: job.to_string(),
         run,
         upload,
+        uids: [
+            uid("study_instance_uid"),
+            uid("series_instance_uid"),
+            uid("sop_instance_uid"),
+        ],
     }
 }
 
@@ -319,6 +418,18 @@ async fn prepared(
         }
     }
     target
+}
+
+/// Whether the route reads or writes one case, image or DICOM object (and
+/// so answers 404 outside the caller's scope); DICOMweb searches answer
+/// an empty list instead, and STOW into a study names no stored object.
+fn names_an_object(route: &Route) -> bool {
+    let path = route.path;
+    path.contains("{id}")
+        || (path.contains("{study}")
+            && route.method == Method::GET
+            && !path.ends_with("/series")
+            && !path.ends_with("/instances"))
 }
 
 /// Whether a status means the caller got past access control.
@@ -398,7 +509,7 @@ async fn every_route_answers_as_its_access_says() {
         // A specialist reading a draft (or its images) gets 404: drafts are
         // not theirs yet.
         let expected =
-            if r.access == Access::Scoped && r.path.contains("{id}") && r.setup == Setup::Draft {
+            if r.access == Access::Scoped && names_an_object(&r) && r.setup == Setup::Draft {
                 (expected.0, false, expected.2)
             } else {
                 expected
@@ -432,7 +543,7 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
 
     let case_routes: Vec<Route> = routes()
         .into_iter()
-        .filter(|r| r.path.contains("{id}") && matches!(r.access, Access::Scoped | Access::Office))
+        .filter(|r| names_an_object(r) && matches!(r.access, Access::Scoped | Access::Office))
         .collect();
     assert!(case_routes.len() >= 8);
     let nowhere = Target {
@@ -441,6 +552,11 @@ async fn another_office_gets_404_for_every_case_route_and_changes_nothing() {
         job: "0".to_owned(),
         run: "run_0".to_owned(),
         upload: "u00000000000000000000000000000000".to_owned(),
+        uids: [
+            "2.25.1".to_owned(),
+            "2.25.2".to_owned(),
+            "2.25.3".to_owned(),
+        ],
     };
     for r in &case_routes {
         let (status, body) = call(&server, r, &target, &intruder).await;

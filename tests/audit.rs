@@ -319,3 +319,121 @@ async fn concurrent_requests_seal_into_one_intact_chain() {
     // 4 creates + 40 requests + the 3 operator events (office, user, token).
     assert_eq!(report["verified"], 47);
 }
+
+/// Makes every new audit event fail to be written, as a full or broken
+/// audit table would.
+async fn break_the_trail(db: &mut SqliteConnection) {
+    sqlx::query(
+        "CREATE TRIGGER audit_events_broken BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'audit trail unavailable'); END",
+    )
+    .execute(&mut *db)
+    .await
+    .expect("create trigger");
+}
+
+#[tokio::test]
+async fn without_an_audit_event_no_patient_data_is_served_or_changed() {
+    let relay = Relay::new();
+    let (_, _, office) = relay.office_with_user("Unaudited Clinic");
+    let specialist = relay.specialist_token("dermatology");
+    let server = relay.start();
+    let case = server.signed_case(&office, &specialist).await;
+    let (_, images) = server
+        .get(&format!("/api/v1/cases/{case}/images"), &office)
+        .await;
+    let image = images["items"][0]["id"]
+        .as_str()
+        .or_else(|| images[0]["id"].as_str())
+        .unwrap_or_else(|| panic!("an image id in {images}"))
+        .to_owned();
+    // A case waiting on the worklist, so the worklist has patient data.
+    let waiting = server.create_case(&office, "dermatology").await;
+    server
+        .upload(&office, &waiting, "photos/plain.png", "image/png")
+        .await;
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/cases/{waiting}/submit"),
+            &office,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let draft = server.create_case(&office, "dermatology").await;
+    let (_, before) = server.get(&format!("/api/v1/cases/{draft}"), &office).await;
+    let mut db = relay.database().await;
+    break_the_trail(&mut db).await;
+
+    let reads = [
+        (format!("/api/v1/cases/{case}"), &office),
+        ("/api/v1/cases".to_owned(), &office),
+        (format!("/api/v1/cases/{case}/images"), &office),
+        (format!("/api/v1/cases/{case}/report"), &office),
+        (format!("/api/v1/images/{image}"), &office),
+        (format!("/api/v1/images/{image}/original"), &office),
+        ("/api/v1/worklist".to_owned(), &specialist),
+    ];
+    for (path, token) in &reads {
+        let response = server
+            .http
+            .get(server.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        assert!(
+            status >= 500,
+            "GET {path} answered {status} without its audit event"
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains(support::PATIENT_NAME) && !text.contains(&image) && body.len() < 1024,
+            "GET {path} returned data: {text}"
+        );
+    }
+    let (status, _) = server
+        .patch(
+            &format!("/api/v1/cases/{draft}"),
+            &office,
+            json!({"priority": "stat"}),
+        )
+        .await;
+    assert!(
+        status >= 500,
+        "an edit without its audit event answered {status}"
+    );
+    let upload = server
+        .http
+        .post(server.url(&format!("/api/v1/cases/{draft}/images")))
+        .bearer_auth(&office)
+        .header("content-type", "image/png")
+        .body(support::fixture("photos/plain.png"))
+        .send()
+        .await
+        .expect("sent");
+    assert!(upload.status().is_server_error(), "{}", upload.status());
+
+    sqlx::query("DROP TRIGGER audit_events_broken")
+        .execute(&mut db)
+        .await
+        .expect("drop trigger");
+    let (status, after) = server.get(&format!("/api/v1/cases/{draft}"), &office).await;
+    assert_eq!(
+        status, 200,
+        "reads work again once the trail can be written"
+    );
+    assert_eq!(
+        after["priority"], before["priority"],
+        "the unaudited edit did not happen"
+    );
+    let (_, images) = server
+        .get(&format!("/api/v1/cases/{draft}/images"), &office)
+        .await;
+    assert!(
+        !images.to_string().contains("image/png"),
+        "the unaudited upload stored nothing: {images}"
+    );
+}

@@ -2,6 +2,10 @@
 //! AE titles, a multi-file study in one association ending in the same
 //! stored bytes and catalog state as plain HTTP ingest of the same files,
 //! no duplicates on a resend, failure statuses for bad data, and scope.
+//! Then robustness: associations at once into one new study, a silent
+//! association aborted, a transfer cut mid-data set, and transient
+//! rejections (association limit, catalog down). A peer that must
+//! misbehave on purpose is dicom-ul's client (`support::dicom_peer`).
 //!
 //! DCMTK comes from Debian's `dcmtk` (installed by `.ci/dcmtk`). Without it
 //! the tests skip loudly, or fail under `RELAY_REQUIRE_SERVICES=1`.
@@ -16,7 +20,8 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use serde_json::Value;
-use support::{Relay, Server};
+use support::dicom_peer::Peer;
+use support::{Relay, Server, files_under};
 
 /// The calling AE title the tests map to an office.
 const AE: &str = "TEST_CT";
@@ -80,6 +85,24 @@ fn run(tool: &str, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// A configuration file for the door's file-only settings.
+fn config_file(relay: &Relay, toml: &str) -> String {
+    let path = relay.dir().join("dicom.toml");
+    std::fs::write(&path, toml).expect("config file");
+    path.display().to_string()
+}
+
+/// Waits (bounded) until `check` holds, polling.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 10 s");
 }
 
 fn storescu(port: &str, calling: &str, files: &[PathBuf]) -> String {
@@ -324,5 +347,233 @@ async fn bad_instances_get_failure_statuses_and_store_nothing() {
     assert_eq!(support::count(&mut db, "images").await, 0);
     assert_eq!(support::count(&mut db, "cases").await, 0);
     assert!(support::files_under(&relay.data_dir().join("blobs/tmp")).is_empty());
+    server.stop();
+}
+
+#[tokio::test]
+async fn associations_at_once_into_one_new_study_open_one_case() {
+    if !dcmtk("associations_at_once_into_one_new_study_open_one_case") {
+        return;
+    }
+    let relay = Relay::new();
+    let (server, port, _office, token) = start(&relay, &[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let (_, files) = one_study(dir.path(), 12);
+    // Four storescu at once, each with its own instances of the same new
+    // study, so four first instances race to open its case.
+    let senders: Vec<_> = files
+        .chunks(3)
+        .map(|part| {
+            let (port, part) = (port.clone(), part.to_vec());
+            std::thread::spawn(move || storescu(&port, AE, &part))
+        })
+        .collect();
+    for sender in senders {
+        let out = sender.join().expect("storescu ran");
+        assert_eq!(
+            out.matches("Received Store Response (Success)").count(),
+            3,
+            "{out}"
+        );
+    }
+    let cases = cases_of(&server, &token).await;
+    assert_eq!(cases.len(), 1, "one case for the study: {cases:?}");
+    let case_id = cases[0]["id"].as_str().expect("id");
+    let images = images_of(&server, &token, case_id).await;
+    assert_eq!(images.len(), files.len(), "every instance once");
+    assert_eq!(digests(&images).len(), files.len());
+    let mut db = relay.database().await;
+    assert_eq!(support::count(&mut db, "cases").await, 1);
+    assert_eq!(support::count(&mut db, "images").await, 12);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_silent_association_is_aborted_after_the_idle_timeout() {
+    if !dcmtk("a_silent_association_is_aborted_after_the_idle_timeout") {
+        return;
+    }
+    let relay = Relay::new();
+    let config = config_file(&relay, "dicom_idle_timeout = \"1s\"\n");
+    let (server, port, _office, token) = start(&relay, &["--config", &config]);
+    let dir = tempfile::tempdir().expect("dir");
+    let (_, files) = one_study(dir.path(), 2);
+    // Silent right after associating, and silent in the middle of a data set.
+    for mid_data_set in [false, true] {
+        let (port, file) = (port.clone(), files[0].clone());
+        let (waited, next) = tokio::task::spawn_blocking(move || {
+            let mut peer = Peer::associate(&port, AE).expect("associated");
+            if mid_data_set {
+                peer.send_part_of(&file, 0.5);
+            }
+            let started = std::time::Instant::now();
+            let next = peer.next_pdu();
+            (started.elapsed(), next)
+        })
+        .await
+        .expect("peer ran");
+        assert!(
+            matches!(next, Ok(dicom_ul::Pdu::AbortRQ { .. }) | Err(_)),
+            "aborted or closed: {next:?}"
+        );
+        assert!(
+            waited >= std::time::Duration::from_millis(900)
+                && waited < std::time::Duration::from_secs(8),
+            "after the 1 s idle timeout: {waited:?}"
+        );
+    }
+    let spool = relay.data_dir().join("blobs/tmp");
+    eventually("the partial instance's spool file is removed", || {
+        files_under(&spool).is_empty()
+    })
+    .await;
+    assert!(server.log().contains("idle"), "the log says why");
+    // The door goes on serving.
+    let out = storescu(&port, AE, &files);
+    assert_eq!(
+        out.matches("Received Store Response (Success)").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(cases_of(&server, &token).await.len(), 1);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_transfer_cut_mid_data_set_stores_nothing_and_the_door_goes_on() {
+    if !dcmtk("a_transfer_cut_mid_data_set_stores_nothing_and_the_door_goes_on") {
+        return;
+    }
+    let relay = Relay::new();
+    let (server, port, _office, token) = start(&relay, &[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let (_, files) = one_study(dir.path(), 3);
+    // The peer aborts (A-ABORT) mid-data set, then another just drops the
+    // connection mid-data set.
+    for abort in [true, false] {
+        let (port, file) = (port.clone(), files[0].clone());
+        tokio::task::spawn_blocking(move || {
+            let mut peer = Peer::associate(&port, AE).expect("associated");
+            peer.send_part_of(&file, 0.6);
+            if abort {
+                peer.association.abort().expect("A-ABORT sent");
+            } else {
+                drop(peer);
+            }
+        })
+        .await
+        .expect("peer ran");
+    }
+    let spool = relay.data_dir().join("blobs/tmp");
+    eventually("the partial instances' spool files are removed", || {
+        files_under(&spool).is_empty()
+    })
+    .await;
+    let mut db = relay.database().await;
+    assert_eq!(support::count(&mut db, "images").await, 0);
+    assert_eq!(support::count(&mut db, "cases").await, 0);
+    let log = server.log();
+    assert!(log.contains("association aborted by the peer"), "{log}");
+    // The same instance, whole, and the rest of the study: all stored once.
+    let out = storescu(&port, AE, &files);
+    assert_eq!(
+        out.matches("Received Store Response (Success)").count(),
+        files.len(),
+        "{out}"
+    );
+    let cases = cases_of(&server, &token).await;
+    assert_eq!(cases.len(), 1);
+    let case_id = cases[0]["id"].as_str().expect("id");
+    assert_eq!(images_of(&server, &token, case_id).await.len(), files.len());
+    server.stop();
+}
+
+#[tokio::test]
+async fn past_the_association_limit_a_request_is_rejected_as_transient() {
+    if !dcmtk("past_the_association_limit_a_request_is_rejected_as_transient") {
+        return;
+    }
+    let relay = Relay::new();
+    let config = config_file(&relay, "dicom_max_associations = 1\n");
+    let (server, port, _office, _token) = start(&relay, &["--config", &config]);
+    let held = {
+        let port = port.clone();
+        tokio::task::spawn_blocking(move || Peer::associate(&port, AE).expect("associated"))
+            .await
+            .expect("peer ran")
+    };
+    let (ok, out) = run(
+        "echoscu",
+        &["-v", "-aet", AE, "-aec", "RELAY", "127.0.0.1", &port],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("Rejected Transient"), "{out}");
+    assert!(out.contains("Local Limit Exceeded"), "{out}");
+    assert!(
+        server.log().contains("too many DICOM associations"),
+        "the log says why"
+    );
+    // Once the held association is released there is room again.
+    tokio::task::spawn_blocking(move || held.association.release().expect("released"))
+        .await
+        .expect("peer ran");
+    let mut echoed = false;
+    for _ in 0..50 {
+        let (ok, _) = run(
+            "echoscu",
+            &["-aet", AE, "-aec", "RELAY", "127.0.0.1", &port],
+        );
+        if ok {
+            echoed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(echoed, "C-ECHO succeeds once the limit is not reached");
+    server.stop();
+}
+
+#[tokio::test]
+async fn while_the_catalog_is_down_requests_are_rejected_as_transient() {
+    let test = "while_the_catalog_is_down_requests_are_rejected_as_transient";
+    if !dcmtk(test) {
+        return;
+    }
+    let Some(cluster) = support::cluster::Cluster::start(test) else {
+        return;
+    };
+    let blobs = tempfile::tempdir().expect("blobs");
+    let relay = Relay::with_backends(&cluster.url(), &blobs.path().display().to_string());
+    let (server, port, _office, _token) = start(&relay, &[]);
+    let echo = || {
+        run(
+            "echoscu",
+            &["-v", "-aet", AE, "-aec", "RELAY", "127.0.0.1", &port],
+        )
+    };
+    let (ok, out) = echo();
+    assert!(ok, "{out}");
+    cluster.stop_immediately();
+    let (ok, out) = echo();
+    assert!(!ok, "{out}");
+    assert!(out.contains("Rejected Transient"), "{out}");
+    assert!(out.contains("No Reason"), "{out}");
+    assert!(
+        !out.contains("Calling AE Title Not Recognized"),
+        "not a permanent refusal: {out}"
+    );
+    cluster.start_again();
+    let mut echoed = false;
+    for _ in 0..30 {
+        if echo().0 {
+            echoed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        echoed,
+        "associations are accepted again once the catalog is back"
+    );
     server.stop();
 }

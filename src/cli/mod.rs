@@ -3,6 +3,7 @@
 //! prints what the layered configuration resolves to.
 
 mod admin;
+mod agent;
 mod jobs;
 mod output;
 mod reprocess;
@@ -115,6 +116,8 @@ pub enum Command {
     Reprocess(reprocess::ReprocessCommand),
     /// Upload files and folders into a case (resumable, verified): the office's client.
     Upload(upload::UploadArgs),
+    /// Watch a folder and upload what lands in it, into cases: the edge agent.
+    Agent(agent::AgentArgs),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -181,7 +184,7 @@ impl Cli {
     /// tools stay quiet so their stderr is only what they mean to say.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Serve(_) | Command::Worker(_) => "info",
+            Command::Serve(_) | Command::Worker(_) | Command::Agent(_) => "info",
             _ => "warn",
         }
     }
@@ -203,6 +206,7 @@ impl Cli {
                 jobs::run(&config, command).await
             }
             Command::Upload(args) => upload::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Reprocess(command) => {
                 let config = Config::load(&overrides(&self.store, &ServeArgs::default()))?;
                 reprocess::run(&config, command).await

@@ -30,6 +30,7 @@ use super::command::{self, C_ECHO_RQ, C_STORE_RQ, C_STORE_RSP, Command};
 use super::error::DimseError;
 use super::instance::{Identity, Incoming, file_meta};
 use super::listener::DicomDoor;
+use super::reject::{self, Busy};
 use super::status;
 use super::syntaxes::{STORAGE, TRANSFER, VERIFICATION};
 use super::{echo, store};
@@ -81,7 +82,16 @@ async fn run(
     id: &str,
     stop: &CancellationToken,
 ) -> Result<(), DimseError> {
-    let callers = KnownCallers::new(door.catalog.list_ae_titles().await?);
+    let callers = match door.catalog.list_ae_titles().await {
+        Ok(mappings) => KnownCallers::new(mappings),
+        Err(error) => {
+            // The calling AE title cannot be checked: "try later", not
+            // "unknown caller", so the device keeps its instances queued.
+            tracing::error!(%error, "cannot read the AE titles; association rejected (transient)");
+            reject::reject(socket, Busy::CatalogUnavailable).await;
+            return Ok(());
+        }
+    };
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(callers.clone())
         .ae_title(door.ae_title.clone())
@@ -147,6 +157,7 @@ async fn run(
     };
     let mut stored = 0u64;
     loop {
+        ack_at_once(association.inner_stream());
         let received = tokio::select! {
             () = stop.cancelled() => None,
             pdu = association.receive() => Some(pdu),
@@ -168,7 +179,12 @@ async fn run(
                     AbortRQServiceProviderReason::ReasonNotSpecified,
                 )
                 .await;
-                return Err(error.into());
+                return Err(match error {
+                    dicom_ul::association::Error::Timeout { .. } => {
+                        DimseError::Idle(door.idle_timeout)
+                    }
+                    other => other.into(),
+                });
             }
         };
         match pdu {
@@ -389,6 +405,22 @@ async fn send_command(
         })
         .await?;
     Ok(())
+}
+
+/// Asks the kernel to acknowledge what arrives next at once (Linux
+/// `TCP_QUICKACK`, which the kernel clears again by itself, so it is set
+/// before every read). A peer that leaves Nagle's algorithm on — DCMTK
+/// does unless `TCP_NODELAY=1` is in its environment — sends a C-STORE's
+/// small command PDU, then holds the data set back until that is
+/// acknowledged; with delayed ACKs that is about 40 ms per instance, which
+/// was most of a C-STORE's time on loopback.
+fn ack_at_once(socket: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(error) = socket.set_quickack(true) {
+        tracing::debug!(%error, "cannot set TCP_QUICKACK");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = socket;
 }
 
 /// Sends A-ABORT and closes; the association is over either way.

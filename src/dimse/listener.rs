@@ -2,7 +2,8 @@
 //! `TCP_NODELAY` on each (without it Nagle's algorithm holds back each small
 //! C-STORE-RSP until the peer's delayed ACK, tens of milliseconds per
 //! instance), and runs one association per connection, a bounded number at
-//! a time.
+//! a time. A connection past the bound is answered with a transient
+//! A-ASSOCIATE-RJ (local limit exceeded), so the peer knows to retry.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::association;
-
-/// Associations served at once; more wait in the kernel's accept queue.
-const MAX_ASSOCIATIONS: usize = 32;
+use super::reject::{self, Busy};
 
 /// What every association needs: the stores (through ingest), Relay's own
 /// AE title, and how long a peer may stay silent.
@@ -29,6 +28,10 @@ pub struct DicomDoor {
     pub ae_title: String,
     /// How long an association may wait for the peer's next PDU.
     pub idle_timeout: Duration,
+    /// Associations served at once; a request past it is rejected as
+    /// transient (and as many again may be waiting for that rejection;
+    /// beyond those a connection is closed at once).
+    pub max_associations: usize,
     /// Wakes this process's worker when a stored instance queued a job.
     pub worker_wake: Option<JobWaker>,
 }
@@ -38,6 +41,7 @@ impl std::fmt::Debug for DicomDoor {
         f.debug_struct("DicomDoor")
             .field("ae_title", &self.ae_title)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_associations", &self.max_associations)
             .finish_non_exhaustive()
     }
 }
@@ -72,8 +76,8 @@ impl DicomListener {
     /// each finishes the message in hand and aborts at its next wait.
     pub async fn run(self, door: Arc<DicomDoor>, stop: CancellationToken) {
         let mut running = JoinSet::new();
+        let mut rejecting = JoinSet::new();
         loop {
-            while running.try_join_next().is_some() {}
             let accepted = tokio::select! {
                 () = stop.cancelled() => break,
                 accepted = self.listener.accept() => accepted,
@@ -90,12 +94,23 @@ impl DicomListener {
             if let Err(error) = socket.set_nodelay(true) {
                 tracing::warn!(%error, %peer, "cannot set TCP_NODELAY");
             }
-            if running.len() >= MAX_ASSOCIATIONS {
-                tracing::warn!(%peer, limit = MAX_ASSOCIATIONS, "too many DICOM associations; connection closed");
+            // Associations that ended while this one was awaited free
+            // their place before it is counted.
+            while running.try_join_next().is_some() {}
+            while rejecting.try_join_next().is_some() {}
+            let limit = door.max_associations;
+            if running.len() >= limit {
+                if rejecting.len() >= limit {
+                    tracing::warn!(%peer, limit, "too many DICOM connections; closed");
+                } else {
+                    tracing::warn!(%peer, limit, "too many DICOM associations; rejecting as transient");
+                    rejecting.spawn(reject::reject(socket, Busy::LimitReached));
+                }
                 continue;
             }
             running.spawn(association::serve(door.clone(), socket, peer, stop.clone()));
         }
         while running.join_next().await.is_some() {}
+        rejecting.abort_all();
     }
 }

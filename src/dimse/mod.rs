@@ -3,19 +3,22 @@
 //! that speak DICOM rather than HTTP.
 //!
 //! ```text
-//! TCP accept (TCP_NODELAY) ─▶ A-ASSOCIATE: called AE must be Relay's,
-//!    calling AE must be mapped to an office (else A-ASSOCIATE-RJ)
+//! TCP accept (TCP_NODELAY) ─▶ past the association limit, or the catalog
+//!    unreadable: A-ASSOCIATE-RJ rejected-transient
+//!  ─▶ A-ASSOCIATE: called AE must be Relay's, calling AE must be mapped
+//!    to an office (else A-ASSOCIATE-RJ rejected-permanent)
 //!  ─▶ P-DATA: command + data set fragments reassembled per message
 //!  ─▶ C-ECHO ─▶ success
 //!  ─▶ C-STORE ─▶ Part 10 file (file meta rebuilt from the command and the
-//!       negotiated transfer syntax) ─▶ ingest's DICOM check ─▶ the office's
-//!       draft case for the study ─▶ `Ingest::ingest` ─▶ C-STORE-RSP
+//!       negotiated transfer syntax) ─▶ ingest's DICOM check, parsed once
+//!       ─▶ the office's draft case for the study (a read once it exists)
+//!       ─▶ `Ingest::ingest_checked` ─▶ C-STORE-RSP
 //!  ─▶ A-RELEASE / A-ABORT / idle timeout
 //! ```
 //!
 //! Architecture Invariant: a C-STORE-RSP says success (0x0000) only after
-//! `Ingest::ingest` returned, that is once the blob is durable and its
-//! catalog row, derive job and audit event are committed. Every failure
+//! ingest returned (`Ingest::ingest_checked`), that is once the blob is
+//! durable and its catalog row, derive job and audit event are committed. Every failure
 //! answers a failure status; nothing is acknowledged that was not stored.
 
 mod association;
@@ -25,8 +28,9 @@ mod echo;
 mod error;
 mod instance;
 mod listener;
-mod status;
-mod store;
+mod reject;
+pub(crate) mod status;
+pub(crate) mod store;
 mod syntaxes;
 
 pub use error::DimseError;

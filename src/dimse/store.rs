@@ -1,23 +1,25 @@
 //! Storage (C-STORE): one received instance into its office's case.
 //!
-//! Ingest's DICOM check runs first, so an instance ingest would refuse
-//! never opens a case; the instance's Study Instance UID then finds (or
-//! opens) the office's draft radiology case for that study; then the file
-//! goes through `Ingest::ingest` like any upload. The answer is success
-//! only once ingest returned.
+//! The spooled Part 10 file is checked by ingest once
+//! (`Ingest::check_dicom_file`: hashed, sniffed, validated, everything
+//! before Pixel Data parsed), so an instance ingest would refuse never
+//! opens a case, and the door reads the study and patient from that same
+//! parse. A study whose draft case exists is found with a read; only a
+//! study's first instance takes the catalog's write lock, to open the case
+//! exactly once (`DicomAeTitles::study_case`). The checked file then goes
+//! through `Ingest::ingest_checked`, the same store and transaction as any
+//! upload. The answer is success only once that returned.
 
 use dicom_dictionary_std::tags;
-use dicom_object::{OpenFileOptions, Tag};
 use relay_workers::audit::AuditContext;
-use relay_workers::ingest::{Declared, Upload};
-use relay_workers::model::{Case, MediaType, NewCase, Timestamp};
-use serde_json::{Value, json};
+use relay_workers::ingest::CheckedDicom;
+use relay_workers::model::{AeMapping, Case, CaseId, NewCase, Principal, Timestamp};
+use serde_json::json;
 use tempfile::NamedTempFile;
 
 use super::command::Command;
 use super::listener::DicomDoor;
 use super::status::{self, SUCCESS};
-use relay_workers::model::AeMapping;
 
 /// The status for one stored instance and, for a failure, why.
 pub type Outcome = (u16, Option<String>);
@@ -30,100 +32,51 @@ pub async fn store(
     request: &Command,
     file: NamedTempFile,
 ) -> Outcome {
-    let metadata = match door.ingest.check_dicom(file.path()).await {
-        Ok(metadata) => metadata,
+    let dicom = match door.ingest.check_dicom_file(file).await {
+        Ok(dicom) => dicom,
         Err(error) => {
             tracing::info!(%error, "instance refused");
             return (status::for_ingest(&error), Some(error.to_string()));
         }
     };
-    let text = |key: &str| {
-        metadata
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let (sop_class, sop_instance, study) = (
-        text("sop_class_uid"),
-        text("sop_instance_uid"),
-        text("study_instance_uid"),
-    );
-    if request.affected_sop_class.as_deref() != Some(sop_class)
-        || request.affected_sop_instance.as_deref() != Some(sop_instance)
+    let sop_instance = dicom.uid("sop_instance_uid").to_owned();
+    let study = dicom.uid("study_instance_uid").to_owned();
+    if request.affected_sop_class.as_deref() != Some(dicom.uid("sop_class_uid"))
+        || request.affected_sop_instance.as_deref() != Some(sop_instance.as_str())
     {
         return (
             status::DATA_SET_MISMATCH,
             Some("the data set's SOP class or instance differs from the command's".to_owned()),
         );
     }
-    let path = file.path().to_owned();
-    let modality = metadata
-        .get("modality")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let referral = match tokio::task::spawn_blocking(move || referral(&path, modality)).await {
-        Ok(Ok(new)) => new,
-        Ok(Err(message)) => return (status::CANNOT_UNDERSTAND, Some(message)),
-        Err(_) => {
-            return (
-                status::PROCESSING_FAILURE,
-                Some("the instance could not be read".to_owned()),
-            );
-        }
-    };
-    let draft = Case::draft(referral, caller.office, caller.user, Timestamp::now());
-    let case = match door.catalog.study_case(ctx, study, &draft).await {
+    let case = match study_case(door, caller, ctx, &study, &dicom).await {
         Ok(case) => case,
-        Err(error) => {
-            tracing::error!(%error, study.uid = study, "cannot find or open the study's case");
-            return (
-                status::for_catalog(&error),
-                Some("the study's case could not be opened; retry later".to_owned()),
-            );
-        }
+        Err(outcome) => return outcome,
     };
-    if case.created {
-        tracing::info!(case.id = %case.case_id, study.uid = study, "draft case opened for a study");
-    }
-    let body = match tokio::fs::File::open(file.path()).await {
-        Ok(f) => tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024),
-        Err(error) => {
-            tracing::error!(%error, "cannot reopen the received instance");
-            return (
-                status::OUT_OF_RESOURCES,
-                Some("the instance could not be stored; retry later".to_owned()),
-            );
-        }
-    };
-    let upload = Upload {
-        declared: Declared::Media(MediaType::Dicom),
-        filename: Some(format!("{sop_instance}.dcm")),
-        client_digest: None,
-        body,
-    };
-    let principal = relay_workers::model::Principal::Office {
+    let principal = Principal::Office {
         user: caller.user,
         office: caller.office,
     };
     match door
         .ingest
-        .ingest(
+        .ingest_checked(
             ctx,
             caller.user,
             principal.case_scope(),
-            case.case_id,
-            upload,
+            case,
+            Some(format!("{sop_instance}.dcm")),
+            dicom,
         )
         .await
     {
         Ok(ingested) => {
             door.work_queued();
             tracing::info!(
-                case.id = %case.case_id,
+                case.id = %case,
                 image.id = %ingested.image.id,
                 image.sha256 = %ingested.image.stored_sha256,
-                study.uid = study,
-                instance.uid = sop_instance,
+                study.uid = %study,
+                instance.uid = %sop_instance,
                 created = ingested.created,
                 "instance stored"
             );
@@ -132,10 +85,10 @@ pub async fn store(
         Err(error) => {
             let status = status::for_ingest(&error);
             if status == status::CANNOT_UNDERSTAND {
-                tracing::info!(%error, instance.uid = sop_instance, "instance refused");
+                tracing::info!(%error, instance.uid = %sop_instance, "instance refused");
                 (status, Some(error.to_string()))
             } else {
-                tracing::error!(%error, instance.uid = sop_instance, "instance not stored");
+                tracing::error!(%error, instance.uid = %sop_instance, "instance not stored");
                 (
                     status,
                     Some("the instance could not be stored; retry later".to_owned()),
@@ -145,23 +98,61 @@ pub async fn store(
     }
 }
 
+/// The office's draft case for the study: read when an earlier instance
+/// opened it; otherwise opened from this instance's Patient module under
+/// the catalog's write lock, where two instances racing to open it end in
+/// one case.
+async fn study_case(
+    door: &DicomDoor,
+    caller: &AeMapping,
+    ctx: &AuditContext,
+    study: &str,
+    dicom: &CheckedDicom,
+) -> Result<CaseId, Outcome> {
+    let failed = |error: relay_workers::catalog::CatalogError| {
+        tracing::error!(%error, study.uid = study, "cannot find or open the study's case");
+        (
+            status::for_catalog(&error),
+            Some("the study's case could not be opened; retry later".to_owned()),
+        )
+    };
+    if let Some(case) = door
+        .catalog
+        .draft_study_case(caller.office, study)
+        .await
+        .map_err(failed)?
+    {
+        return Ok(case);
+    }
+    let referral = referral(dicom).map_err(|message| (status::CANNOT_UNDERSTAND, Some(message)))?;
+    let draft = Case::draft(referral, caller.office, caller.user, Timestamp::now());
+    let case = door
+        .catalog
+        .study_case(ctx, study, &draft)
+        .await
+        .map_err(failed)?;
+    if case.created {
+        tracing::info!(case.id = %case.case_id, study.uid = study, "draft case opened for a study");
+    }
+    Ok(case.case_id)
+}
+
+/// The referral a study's first C-STORE instance opens.
+fn referral(dicom: &CheckedDicom) -> Result<NewCase, String> {
+    referral_via(dicom, "DICOM C-STORE")
+}
+
 /// The referral a study's first instance opens: the patient from the
 /// Patient module, the modality and body part, and a question the office
 /// replaces before it submits. Missing patient attributes get placeholders
-/// the office corrects in the draft (the history says which).
-fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase, String> {
-    let object = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| format!("the DICOM data set cannot be parsed: {e}"))?;
-    let text = |tag: Tag| {
-        object
-            .element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
+/// the office corrects in the draft (the history says which). `door` names
+/// how the study arrived (DICOMweb's STOW-RS opens cases the same way).
+pub(crate) fn referral_via(dicom: &CheckedDicom, door: &str) -> Result<NewCase, String> {
+    let text = |tag| {
+        dicom
+            .text(tag)
             .map(|s| {
-                s.trim_end_matches(['\0', ' '])
-                    .chars()
+                s.chars()
                     .filter(|c| !c.is_control())
                     .collect::<String>()
                     .trim()
@@ -169,6 +160,7 @@ fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase,
             })
             .filter(|s| !s.is_empty())
     };
+    let modality = text(tags::MODALITY);
     let mut missing = Vec::new();
     let name = text(tags::PATIENT_NAME)
         .map(|pn| {
@@ -218,7 +210,7 @@ fn referral(path: &std::path::Path, modality: Option<String>) -> Result<NewCase,
             missing.push("patient ID");
             "unknown".to_owned()
         });
-    let mut history = String::from("Received over DICOM C-STORE.");
+    let mut history = format!("Received over {door}.");
     if let Some(description) = text(tags::STUDY_DESCRIPTION) {
         history.push_str(&format!(" Study: {description}."));
     }

@@ -19,6 +19,8 @@ use relay_workers::resumable::ResumableError;
 use relay_workers::stages::RenderError;
 use serde::Serialize;
 
+use super::throttle::RetryAfter;
+
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -54,6 +56,10 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Nothing the `Accept` header allows can be served (Relay does not
+    /// transcode).
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("no route for {method} {path}")]
@@ -70,12 +76,11 @@ pub enum ApiError {
     Ingest(IngestError),
     #[error("invalid multipart body: {0}")]
     InvalidMultipart(String),
-    /// One file of a multipart upload failed.
-    #[error("{filename}: {inner}")]
-    InFile {
-        filename: String,
-        inner: Box<ApiError>,
-    },
+    /// One file of a multipart upload failed. It is named by its place in
+    /// the upload, not its filename: filenames often carry a patient's name,
+    /// and errors are logged.
+    #[error("file {part} of the upload: {inner}")]
+    InFile { part: usize, inner: Box<ApiError> },
     #[error("the stored bytes failed verification; the operator has been alerted")]
     Integrity,
     #[error("the range is not satisfiable for {size} bytes")]
@@ -91,6 +96,9 @@ pub enum ApiError {
     /// A tus request without `Tus-Resumable: 1.0.0`.
     #[error("this server speaks tus 1.0.0: send Tus-Resumable: 1.0.0")]
     TusVersion,
+    /// The client's address spent its budget of failed authentications.
+    #[error("too many failed sign-in attempts from this address: retry in {} s", .0.seconds())]
+    Throttled(RetryAfter),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -118,10 +126,11 @@ impl From<IngestError> for ApiError {
 }
 
 impl ApiError {
-    /// Names the file a multipart failure belongs to.
-    pub fn with_context(self, filename: &str) -> Self {
+    /// Names the file (1-based place in a multipart upload) a failure
+    /// belongs to.
+    pub fn in_file(self, part: usize) -> Self {
         ApiError::InFile {
-            filename: filename.to_owned(),
+            part,
             inner: Box::new(self),
         }
     }
@@ -140,6 +149,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::NotAcceptable(_) => (S::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (S::REQUEST_TIMEOUT, "timeout"),
@@ -189,6 +199,7 @@ impl ApiError {
                     (S::CONFLICT, "invalid_state")
                 }
                 CatalogError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                CatalogError::Full(_) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
                 CatalogError::AlreadyClaimed => (S::CONFLICT, "already_claimed"),
                 CatalogError::ClaimRequired => (S::CONFLICT, "claim_required"),
                 CatalogError::Corrupt { .. }
@@ -227,21 +238,25 @@ impl ApiError {
                 ResumableError::Io(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::TusVersion => (S::PRECONDITION_FAILED, "tus_version"),
+            ApiError::Throttled(_) => (S::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
     /// What the client is told. Server-side causes stay in the log.
     pub fn public_message(&self, status: StatusCode) -> String {
-        if let ApiError::InFile { filename, inner } = self {
-            return format!("{filename}: {}", inner.public_message(status));
+        if let ApiError::InFile { part, inner } = self {
+            return format!(
+                "file {part} of the upload: {}",
+                inner.public_message(status)
+            );
         }
         match self {
             ApiError::Integrity
             | ApiError::Blob(BlobError::Integrity(_) | BlobError::Missing(_)) => {
                 return ApiError::Integrity.to_string();
             }
-            ApiError::Blob(BlobError::Full(_)) => {
+            ApiError::Blob(BlobError::Full(_)) | ApiError::Catalog(CatalogError::Full(_)) => {
                 return "the server is out of storage space; nothing was stored, retry later"
                     .to_owned();
             }
@@ -279,6 +294,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if let ApiError::Throttled(wait) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
         }
         if status == StatusCode::UNAUTHORIZED
             && !matches!(self, ApiError::Unauthorized(AuthError::SessionEnded))

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use super::throttle;
 use crate::web::session;
 
 /// The authenticated caller of a request, with the context its audit events
@@ -112,6 +113,15 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let client = throttle::client_of(parts);
+        let presents_credentials = parts.headers.contains_key(header::AUTHORIZATION)
+            || parts.headers.contains_key(header::COOKIE);
+        if presents_credentials {
+            state
+                .auth_throttle
+                .check(client)
+                .map_err(ApiError::Throttled)?;
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             let (caller, secret) = Caller::from_session(parts, state)
                 .await?
@@ -133,10 +143,20 @@ impl FromRequestParts<AppState> for Caller {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Missing.into());
         }
-        let presented = PresentedToken::parse(token.trim()).ok_or(AuthError::Invalid)?;
-        let stored = state.catalog.token_credentials(presented.id()).await?;
-        let principal = authenticate(&presented, stored, Timestamp::now())?;
-        Ok(Caller::of(principal, parts))
+        let checked = match PresentedToken::parse(token.trim()) {
+            Some(presented) => {
+                let stored = state.catalog.token_credentials(presented.id()).await?;
+                authenticate(&presented, stored, Timestamp::now())
+            }
+            None => Err(AuthError::Invalid),
+        };
+        match checked {
+            Ok(principal) => Ok(Caller::of(principal, parts)),
+            Err(refused) => Err(match state.auth_throttle.failed(client) {
+                Some(wait) => ApiError::Throttled(wait),
+                None => refused.into(),
+            }),
+        }
     }
 }
 

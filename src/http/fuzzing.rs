@@ -122,8 +122,10 @@ pub fn multipart(data: &[u8]) {
             return;
         };
         let mut read = 0usize;
+        let mut part = 0;
         while let Ok(Some(field)) = next_field(&mut multipart).await {
-            let Ok(Some((_filename, _declared, mut field))) = file_part(field) else {
+            part += 1;
+            let Ok(Some((_filename, _declared, mut field))) = file_part(field, part) else {
                 continue;
             };
             while let Some(Ok(bytes)) = field.next().await {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::drain::drain;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, CasePath};
 
@@ -81,6 +82,17 @@ pub async fn upload_images(
             .map_err(|e| IngestError::BadDigestHeader(format!("invalid Content-Digest: {e}")))?,
         None => None,
     };
+    // A body that declares more than the limit is refused before a byte is
+    // read, and not drained: a client announcing 4 GB is answered at once.
+    let limit = state.ingest.limits().max_bytes;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(IngestError::TooLarge { limit }.into());
+    }
     let mut body = request.into_body().into_data_stream();
     let upload = Upload {
         declared,
@@ -123,25 +135,6 @@ pub async fn upload_images(
     Ok((status, headers, Json(image)).into_response())
 }
 
-/// How much of a refused upload's unread body is read and discarded so the
-/// client receives the refusal (closing a socket with unread data resets it,
-/// and the client would see a broken connection instead of the answer).
-const DRAIN_LIMIT: usize = 16 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn drain(body: &mut axum::body::BodyDataStream) {
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = body.next().await {
-            drained += chunk.len();
-            if drained > DRAIN_LIMIT {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
 /// Each file part goes through ingest in turn. Files before a refused one
 /// stay stored (they were valid); the error names the refused file.
 async fn upload_multipart(
@@ -152,13 +145,15 @@ async fn upload_multipart(
 ) -> Result<Response, ApiError> {
     let mut multipart = open_multipart(request, &state).await?;
     let mut images = Vec::new();
+    let mut part = 0;
     while let Some(field) = next_field(&mut multipart).await? {
-        let Some((filename, declared, field)) = file_part(field)? else {
+        let Some((filename, declared, field)) = file_part(field, part + 1)? else {
             continue; // form fields that are not files
         };
+        part += 1;
         let upload = Upload {
             declared,
-            filename: Some(filename.clone()),
+            filename: Some(filename),
             client_digest: None,
             body: field,
         };
@@ -172,7 +167,7 @@ async fn upload_multipart(
                 upload,
             )
             .await
-            .map_err(|e| ApiError::from(e).with_context(&filename))?;
+            .map_err(|e| ApiError::from(e).in_file(part))?;
         state.work_queued();
         images.push(ingested.image);
     }
@@ -201,16 +196,19 @@ pub(super) async fn next_field(multipart: &mut Multipart) -> Result<Option<Field
 }
 
 /// A part's file name and the type its headers declare, with its body (not
-/// yet read); `None` for a form field that is not a file.
+/// yet read); `None` for a form field that is not a file. `part` is the
+/// file's place in the upload, which names it in an error (never its
+/// filename: filenames often carry a patient's name).
 pub(super) fn file_part(
     field: Field<'_>,
+    part: usize,
 ) -> Result<Option<(String, Declared, Field<'_>)>, ApiError> {
     let Some(filename) = field.file_name().map(str::to_owned) else {
         return Ok(None);
     };
     let declared =
         Declared::from_content_type(field.content_type().unwrap_or("application/octet-stream"))
-            .map_err(|e| ApiError::from(e).with_context(&filename))?;
+            .map_err(|e| ApiError::from(e).in_file(part))?;
     Ok(Some((filename, declared, field)))
 }
 
@@ -305,7 +303,7 @@ pub async fn get_original(
 
 /// Serves a blob with `ETag`, `Content-Digest`, `Range` and `If-None-Match`,
 /// proving its sha256 on the way out. Originals and renditions alike.
-pub(super) async fn serve_verified(
+pub(crate) async fn serve_verified(
     state: &AppState,
     id: ImageId,
     key: Sha256,

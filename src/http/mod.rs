@@ -6,18 +6,21 @@
 mod audit;
 mod cases;
 mod consult;
+pub(crate) mod drain;
 pub mod error;
 pub(crate) mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
-mod images;
+pub(crate) mod images;
 mod jobs;
 mod me;
 pub mod metrics;
 mod printable;
-mod renditions;
+pub(crate) mod renditions;
 mod reprocess;
+pub mod serve;
+pub mod throttle;
 mod uploads;
 
 use std::sync::Arc;
@@ -74,6 +77,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// How long web page sessions last.
     pub sessions: SessionPolicy,
+    /// Failed token authentications per client address.
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
 }
 
 impl AppState {
@@ -110,6 +115,7 @@ impl std::fmt::Debug for AppState {
         (name = "admin", description = "Operating Relay: the job queue (administrators)"),
         (name = "accounts", description = "The signed-in account"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "dicomweb", description = "DICOMweb (PS3.18): STOW-RS, QIDO-RS, WADO-RS, scoped like every route"),
     )
 )]
 struct ApiDoc;
@@ -182,6 +188,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(json_routes())
         .merge(streaming_routes())
+        .merge(crate::dicomweb::routes())
         .split_for_parts()
         .1
 }
@@ -192,13 +199,17 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(from_fn_with_state(request_timeout, deadline))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     let streaming = streaming_routes().layer(DefaultBodyLimit::disable());
+    let dicomweb = crate::dicomweb::routes().layer(DefaultBodyLimit::disable());
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(json)
         .merge(streaming)
+        .merge(dicomweb)
         .split_for_parts();
     let api_json: Arc<str> = api.to_pretty_json().unwrap_or_default().into();
     // Images are already compressed; DICOM is served with ranges.
-    let compress = DefaultPredicate::new().and(NotForContentType::const_new("application/dicom"));
+    let compress = DefaultPredicate::new()
+        .and(NotForContentType::const_new("application/dicom"))
+        .and(NotForContentType::const_new("multipart/related"));
     let middleware = ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".to_owned()).into_response()

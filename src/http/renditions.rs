@@ -24,6 +24,12 @@ async fn ready_image(state: &AppState, caller: &Caller, raw_id: &str) -> Result<
         .catalog
         .get_image(&caller.audit, caller.scope(), id, true)
         .await?;
+    ready(image)
+}
+
+/// The image, if derive has made its renditions; otherwise why not
+/// (`202 derive_pending`, or `404` when it cannot or did not).
+pub(crate) fn ready(image: Image) -> Result<Image, ApiError> {
     match image.derive_state {
         DeriveState::Ready => Ok(image),
         DeriveState::Pending => Err(ApiError::DerivePending),
@@ -42,6 +48,17 @@ async fn serve_rendition(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let image = ready_image(state, caller, raw_id).await?;
+    serve_kind(state, &image, kind, headers).await
+}
+
+/// Serves `image`'s rendition of `kind` (`thumbnail`, `preview`), read in
+/// scope and audited by the caller, verified like an original.
+pub(crate) async fn serve_kind(
+    state: &AppState,
+    image: &Image,
+    kind: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let rendition = state
         .catalog
         .rendition(image.id, kind, 0, "")

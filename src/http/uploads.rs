@@ -217,6 +217,9 @@ pub async fn create(
         let body = request.into_body().into_data_stream();
         match append(&state, &caller, &upload.id, 0, body, digest).await {
             Ok(answer) => answer,
+            // The whole file came and ingest refused it: the upload has been
+            // discarded, so the refusal is the answer, not a Location.
+            Err(error @ ApiError::Ingest(_)) => return Err(error),
             // The upload exists: say where, and how far it got.
             Err(_) => offset_answer(&upload, 0),
         }
@@ -279,6 +282,14 @@ pub async fn patch(
         message: "Upload-Offset is required".to_owned(),
     })?;
     let digest = checksum(&headers)?;
+    // A chunk that declares more than any upload may hold is refused before
+    // a byte is read: a client announcing 4 GB is answered at once.
+    if number(&headers, "content-length")?.is_some_and(|n| n > state.uploads.max_size()) {
+        return Err(ResumableError::TooLarge {
+            max: state.uploads.max_size(),
+        }
+        .into());
+    }
     let body = request.into_body().into_data_stream();
     append(&state, &caller, &id, offset, body, digest)
         .await

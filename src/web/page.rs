@@ -98,6 +98,10 @@ impl IntoResponse for PageError {
                 "There is no such case, or it is not one you can see.",
             ),
             StatusCode::FORBIDDEN => ("Not allowed", "Your account cannot open this page."),
+            StatusCode::TOO_MANY_REQUESTS => (
+                "Too many attempts",
+                "Wait a little, then check the token and sign in again.",
+            ),
             _ => ("Something went wrong", ""),
         };
         let body = html! {
@@ -108,12 +112,18 @@ impl IntoResponse for PageError {
                 p { a href="/" { "Back to the start page" } }
             }
         };
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             layout::bare(title, body).into_string(),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::Throttled(wait) = &error {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, wait.seconds().into());
+        }
+        response
     }
 }
 

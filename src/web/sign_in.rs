@@ -20,6 +20,7 @@ use super::session;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
+use crate::http::throttle;
 
 fn form_page(error: Option<&str>) -> Markup {
     layout::bare(
@@ -93,14 +94,23 @@ pub async fn sign_in(
         };
         html_response(StatusCode::UNAUTHORIZED, form_page(Some(&message)))
     };
+    let client = throttle::client_of(&parts);
+    state
+        .auth_throttle
+        .check(client)
+        .map_err(ApiError::Throttled)?;
+    let failed = |e: AuthError| match state.auth_throttle.failed(client) {
+        Some(wait) => Err(ApiError::Throttled(wait).into()),
+        None => Ok(refused(e)),
+    };
     let Some(presented) = PresentedToken::parse(form.token.trim()) else {
-        return Ok(refused(AuthError::Invalid));
+        return failed(AuthError::Invalid);
     };
     let stored = state.catalog.token_credentials(presented.id()).await?;
     let token_expires = stored.as_ref().and_then(|s| s.expires_at);
     let principal = match authenticate(&presented, stored, Timestamp::now()) {
         Ok(principal) => principal,
-        Err(e) => return Ok(refused(e)),
+        Err(e) => return failed(e),
     };
     session::purge(&state).await;
     let secret = SessionSecret::generate()

@@ -7,7 +7,9 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod canary;
 pub mod cluster;
+pub mod dicom_peer;
 pub mod proxy;
 pub mod receivers;
 pub mod stores;
@@ -70,7 +72,21 @@ impl Relay {
     /// shared stores, if any, as global flags. `AWS_*` variables are kept:
     /// they are how an S3 blob store finds its credentials.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay"));
+        self.command_via(&[])
+    }
+
+    /// [`Relay::command`] run through `wrapper` (e.g. `fiu-run -x`), a
+    /// program that ends by executing the `relay` command line it is given.
+    pub fn command_via(&self, wrapper: &[&str]) -> Command {
+        let relay = env!("CARGO_BIN_EXE_relay");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(relay);
+                cmd
+            }
+            None => Command::new(relay),
+        };
         cmd.current_dir(self.dir.path());
         for (key, _) in std::env::vars() {
             if key.starts_with("RELAY_") || key == "RUST_LOG" {
@@ -205,11 +221,33 @@ impl Relay {
 
     /// Spawns `relay ARGS…` with its log captured, and waits for a line
     /// containing `ready`; returns the process and the rest of that line.
+    /// [`Relay::start_with`] through `wrapper` ([`Relay::command_via`]);
+    /// the process started is `relay` itself when the wrapper executes it.
+    pub fn start_via(&self, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let (process, addr) = self.spawn_via(wrapper, args, env, "listening on http://");
+        relay_workers::tls::install_crypto_provider();
+        Server {
+            process,
+            base: format!("http://{}", addr.trim()),
+            http: reqwest::Client::new(),
+        }
+    }
+
     fn spawn(&self, args: &[&str], env: &[(&str, &str)], ready: &str) -> (Process, String) {
-        let mut cmd = self.command();
+        self.spawn_via(&[], args, env, ready)
+    }
+
+    fn spawn_via(
+        &self,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: &str,
+    ) -> (Process, String) {
+        let mut cmd = self.command_via(wrapper);
         cmd.args(args)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_level())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -234,6 +272,7 @@ impl Relay {
             }
         });
         let process = Process {
+            what: format!("relay {}", args.join(" ")),
             child,
             log,
             reader: Some(reader),
@@ -258,6 +297,8 @@ impl Relay {
 /// A `relay` process a test started, its stderr captured line by line.
 /// Dropping it kills the process.
 struct Process {
+    /// The command line, for messages.
+    what: String,
     child: Child,
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -298,10 +339,25 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// Kills the process, then checks its whole log for PHI canaries
+    /// (unless the test already failed for another reason).
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        if !std::thread::panicking() {
+            canary::assert_clean_log(&self.what, &self.log());
+        }
     }
+}
+
+/// The log level of every `relay` the tests start: the most verbose, so
+/// the PHI canary check sees everything Relay could ever write
+/// (`RELAY_TEST_LOG` overrides it, e.g. `info` to read a log by eye).
+fn log_level() -> String {
+    std::env::var("RELAY_TEST_LOG").unwrap_or_else(|_| "trace".to_owned())
 }
 
 /// A running `relay worker`.
@@ -344,6 +400,12 @@ impl Server {
         self.process.log()
     }
 
+    /// The server's process id, for `/proc/<pid>/status` (of the wrapper's
+    /// `relay` too, once it executed it).
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.send(self.http.get(self.url(path)), token).await
     }
@@ -370,6 +432,7 @@ impl Server {
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body read");
+        canary::assert_clean_error(status, &text);
         let body = if text.is_empty() {
             Value::Null
         } else {
@@ -394,7 +457,8 @@ impl Server {
         content_type: &str,
     ) -> Value {
         let name = fixture_path.rsplit('/').next().unwrap_or(fixture_path);
-        self.upload_bytes(token, case, name, fixture(fixture_path), content_type)
+        let name = format!("{} {name}", canary::FILENAME);
+        self.upload_bytes(token, case, &name, fixture(fixture_path), content_type)
             .await
     }
 
@@ -492,17 +556,16 @@ impl Server {
     }
 }
 
-/// The patient name used in referrals, to look for in logs.
-pub const PATIENT_NAME: &str = "Zebulon Quixote-Marlowe";
+pub use canary::PATIENT_NAME;
 
 /// A complete, valid referral.
 pub fn referral(specialty: &str) -> Value {
     json!({
-        "patient": {"name": PATIENT_NAME, "birth_date": "1961-07-14", "sex": "male", "mrn": "MRN-77120"},
+        "patient": {"name": PATIENT_NAME, "birth_date": canary::BIRTH_DATE, "sex": "male", "mrn": canary::MRN},
         "specialty": specialty,
         "priority": "urgent",
         "question": "Pigmented lesion, changing over 3 months. Melanoma?",
-        "history": "Fair skin, history of sunburns. Father had melanoma.",
+        "history": format!("Fair skin, history of sunburns. {}.", canary::HISTORY),
         "clinical": {
             "body_site": "left forearm, dorsal",
             "duration": "3 months",

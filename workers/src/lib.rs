@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod derive;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod failpoints;
 pub mod ingest;
 pub mod model;
 pub mod queue;

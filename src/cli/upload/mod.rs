@@ -7,7 +7,8 @@
 //! with the uploads it began (a journal in `--state-dir`). A bad file is
 //! reported and skipped; the summary has one line per file.
 
-mod tus;
+mod api;
+pub(crate) mod tus;
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -70,11 +71,7 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<ExitCode> {
         .connect_timeout(std::time::Duration::from_secs(10))
         .build()
         .context("cannot make an HTTP client")?;
-    let client = Tus {
-        http,
-        server: args.server.trim_end_matches('/').to_owned(),
-        token,
-    };
+    let client = Tus::new(http, &args.server, token);
     let case = match (&args.case, &args.new_case) {
         (Some(case), _) => case.clone(),
         (None, Some(referral)) => create_case(&client, referral).await?,
@@ -121,22 +118,13 @@ async fn create_case(client: &Tus, referral: &Path) -> anyhow::Result<String> {
             .with_context(|| format!("cannot read the referral {}", referral.display()))?,
     )
     .with_context(|| format!("{} is not JSON", referral.display()))?;
-    let response = client
-        .http
-        .post(format!("{}/api/v1/cases", client.server))
-        .bearer_auth(&client.token)
-        .json(&body)
-        .send()
-        .await
-        .context("cannot reach the server")?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if status.as_u16() != 201 {
-        bail!(
-            "the case was refused ({status}): {}",
-            answer["message"].as_str().unwrap_or("no reason given")
-        );
-    }
+    let answer = match client.create_case(&body).await {
+        Ok(answer) => answer,
+        Err(UploadError::Refused {
+            status, message, ..
+        }) => bail!("the case was refused ({status}): {message}"),
+        Err(error) => return Err(error).context("cannot reach the server"),
+    };
     let id = answer["id"].as_str().context("the server named no case")?;
     eprintln!("created case {id}");
     Ok(id.to_owned())
@@ -179,7 +167,7 @@ fn walk(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// A file's type for the server (it checks the bytes itself).
-fn media_type(path: &Path, head: &[u8]) -> &'static str {
+pub(crate) fn media_type(path: &Path, head: &[u8]) -> &'static str {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -194,7 +182,7 @@ fn media_type(path: &Path, head: &[u8]) -> &'static str {
 }
 
 /// The file's sha256 (hex) and first bytes.
-fn digest(path: &Path) -> std::io::Result<(String, Vec<u8>)> {
+pub(crate) fn digest(path: &Path) -> std::io::Result<(String, Vec<u8>)> {
     use sha2::Digest;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = sha2::Sha256::new();
@@ -238,9 +226,15 @@ async fn upload_one(
     let journal = state_dir.join(format!("{case}-{sha}"));
     let mut resumed = None;
     if let Ok(upload) = std::fs::read_to_string(&journal)
-        && let Some(offset) = client.offset(upload.trim()).await?
+        && let Some(standing) = client.standing(upload.trim()).await?
     {
-        resumed = Some((upload.trim().to_owned(), offset));
+        // Finished before the last run could note it: the image is there.
+        if let Some(image) = standing.image {
+            let receipt = client.receipt(&image).await?;
+            let _ = std::fs::remove_file(&journal);
+            return checked(receipt, &sha, true);
+        }
+        resumed = Some((upload.trim().to_owned(), standing.offset));
     }
     let (upload, offset, was_resumed) = match resumed {
         Some((upload, offset)) => (upload, offset, true),
@@ -265,14 +259,18 @@ async fn upload_one(
         Err(error) => return Err(error),
     };
     let _ = std::fs::remove_file(&journal);
-    // The receipt names the bytes as received: they must be the file's.
-    if receipt["sha256"].as_str() != Some(sha.as_str()) {
+    checked(receipt, &sha, was_resumed)
+}
+
+/// The receipt names the bytes as received: they must be the file's.
+fn checked(receipt: Value, sha: &str, resumed: bool) -> Result<(Value, bool), UploadError> {
+    if receipt["sha256"].as_str() != Some(sha) {
         return Err(UploadError::GaveUp(format!(
             "the receipt's sha256 {} is not the file's {sha}",
             receipt["sha256"]
         )));
     }
-    Ok((receipt, was_resumed))
+    Ok((receipt, resumed))
 }
 
 fn progress(files: usize, bytes: u64) -> ProgressBar {

@@ -19,20 +19,29 @@ const TRIES: u32 = 6;
 /// Why a file was not uploaded.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    /// The server refused the file: not worth retrying.
+    /// The server refused the request: not worth retrying as it is.
     #[error("{message}")]
-    Refused { code: String, message: String },
-    #[error("gave up after {TRIES} tries: {0}")]
+    Refused {
+        /// The HTTP status, for callers that tell a refused file from a
+        /// refused token or case.
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached, kept failing, or answered
+    /// something unusable: worth trying again later.
+    #[error("gave up after repeated tries: {0}")]
     GaveUp(String),
     #[error("cannot read the file: {0}")]
     Read(#[from] std::io::Error),
 }
 
 /// A server answer's `{"error", "message"}`, or its status.
-async fn refusal(response: reqwest::Response) -> UploadError {
+pub(crate) async fn refusal(response: reqwest::Response) -> UploadError {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     UploadError::Refused {
+        status: status.as_u16(),
         code: body["error"].as_str().unwrap_or("refused").to_owned(),
         message: body["message"]
             .as_str()
@@ -47,23 +56,52 @@ fn transient(status: StatusCode) -> bool {
         || status == StatusCode::TOO_MANY_REQUESTS
 }
 
+/// Where an upload stands on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub offset: u64,
+    /// The image it became (`Relay-Image`), once the last byte went through
+    /// ingest.
+    pub image: Option<String>,
+}
+
 /// One server, one token.
 #[derive(Debug, Clone)]
 pub struct Tus {
     pub http: Client,
     pub server: String,
     pub token: String,
+    /// Tries per request or chunk before giving up: a person waiting at a
+    /// terminal wants a verdict; the agent retries on its own schedule.
+    pub tries: u32,
 }
 
 impl Tus {
-    fn url(&self, path: &str) -> String {
+    /// A client of `server` with the default number of tries.
+    pub fn new(http: Client, server: &str, token: String) -> Self {
+        Self {
+            http,
+            server: server.trim_end_matches('/').to_owned(),
+            token,
+            tries: TRIES,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.trim_end_matches('/'))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn authorized(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
             .bearer_auth(&self.token)
+    }
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.authorized(method, path)
             .header("tus-resumable", "1.0.0")
     }
 
@@ -105,6 +143,12 @@ impl Tus {
     /// Where an upload stands: its offset, or `None` when the server no
     /// longer has it (expired, or another server's).
     pub async fn offset(&self, upload: &str) -> Result<Option<u64>, UploadError> {
+        Ok(self.standing(upload).await?.map(|s| s.offset))
+    }
+
+    /// Where an upload stands, and the image it became if it is finished;
+    /// `None` when the server no longer has it.
+    pub async fn standing(&self, upload: &str) -> Result<Option<Standing>, UploadError> {
         let response = self
             .retrying(|| self.request(reqwest::Method::HEAD, upload))
             .await?;
@@ -114,11 +158,22 @@ impl Tus {
         if !response.status().is_success() {
             return Err(refusal(response).await);
         }
-        Ok(response
-            .headers()
-            .get("upload-offset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let Some(offset) = header("upload-offset").and_then(|v| v.parse().ok()) else {
+            return Err(UploadError::GaveUp(
+                "the server named no Upload-Offset".to_owned(),
+            ));
+        };
+        Ok(Some(Standing {
+            offset,
+            image: header("relay-image"),
+        }))
     }
 
     /// Sends `path` from `offset` to the end, chunk by chunk, calling
@@ -181,7 +236,7 @@ impl Tus {
                 Err(error) => tracing::warn!(%error, offset, "upload: connection lost; resuming"),
             }
             tries += 1;
-            if tries >= TRIES {
+            if tries >= self.tries {
                 return Err(UploadError::GaveUp(format!(
                     "the upload stopped at byte {offset}"
                 )));
@@ -199,7 +254,8 @@ impl Tus {
         }
     }
 
-    async fn receipt(&self, image: &str) -> Result<Value, UploadError> {
+    /// The receipt (the image record) of a finished upload's image.
+    pub async fn receipt(&self, image: &str) -> Result<Value, UploadError> {
         let response = self
             .retrying(|| self.http.get(self.url(image)).bearer_auth(&self.token))
             .await?;
@@ -213,7 +269,7 @@ impl Tus {
     }
 
     /// Sends a request again after a connection failure or a server fault.
-    async fn retrying(
+    pub(crate) async fn retrying(
         &self,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, UploadError> {
@@ -221,11 +277,13 @@ impl Tus {
         loop {
             tries += 1;
             match request().send().await {
-                Ok(response) if !response.status().is_server_error() || tries >= TRIES => {
+                Ok(response) if !response.status().is_server_error() || tries >= self.tries => {
                     return Ok(response);
                 }
                 Ok(response) => tracing::warn!(status = %response.status(), "retrying"),
-                Err(error) if tries >= TRIES => return Err(UploadError::GaveUp(error.to_string())),
+                Err(error) if tries >= self.tries => {
+                    return Err(UploadError::GaveUp(error.to_string()));
+                }
                 Err(error) => tracing::warn!(%error, "retrying"),
             }
             tokio::time::sleep(pause(tries)).await;

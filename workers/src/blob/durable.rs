@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use crate::failpoints::fail_io;
+
 /// What a durable put found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persisted {
@@ -28,13 +30,18 @@ pub fn persist_no_clobber(temp: &tempfile::NamedTempFile, dest: &Path) -> io::Re
 /// [`persist_no_clobber`] for a spool file given by its open handle and its
 /// path (so it can run on a blocking thread while the caller keeps the
 /// file).
+///
+/// An error after the link (the directory fsync) leaves the bytes visible
+/// under `dest` though not known to be durable: they may be removed only
+/// under the blob's catalog lock, which this function does not hold, so the
+/// caller does (ingest's undo) or leaves them to `sweep`.
 pub fn persist_file_no_clobber(file: &File, path: &Path, dest: &Path) -> io::Result<Persisted> {
-    file.sync_all()?;
+    sync_file(file)?;
     let dir = dest
         .parent()
         .ok_or_else(|| io::Error::other("blob path has no parent directory"))?;
     create_dir_durable(dir)?;
-    match std::fs::hard_link(path, dest) {
+    match link(path, dest) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Persisted::AlreadyPresent),
         Err(e) => return Err(e),
@@ -43,8 +50,20 @@ pub fn persist_file_no_clobber(file: &File, path: &Path, dest: &Path) -> io::Res
     Ok(Persisted::Created)
 }
 
+fn sync_file(file: &File) -> io::Result<()> {
+    fail_io!("blob.fsync");
+    file.sync_all()
+}
+
+fn link(from: &Path, to: &Path) -> io::Result<()> {
+    fail_io!("blob.link");
+    std::fs::hard_link(from, to)
+}
+
 /// Creates `dir` and any missing parents, fsyncing each parent whose entry
-/// list changed, so the new directories survive a crash too.
+/// list changed, so the new directories survive a crash too. A directory
+/// whose parent could not be fsynced is removed again: left in place, the
+/// next put would find it and never sync its entry.
 fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -52,18 +71,28 @@ fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent() {
         create_dir_durable(parent)?;
     }
-    match std::fs::create_dir(dir) {
+    match create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
     }
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+    if let Some(parent) = dir.parent()
+        && let Err(e) = sync_dir(parent)
+    {
+        // (Refused, and harmless, if a concurrent put linked into it.)
+        let _ = std::fs::remove_dir(dir);
+        return Err(e);
     }
     Ok(())
 }
 
+fn create_dir(dir: &Path) -> io::Result<()> {
+    fail_io!("blob.mkdir");
+    std::fs::create_dir(dir)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
+    fail_io!("blob.dir_fsync");
     File::open(dir)?.sync_all()
 }
 

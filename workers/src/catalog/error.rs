@@ -28,6 +28,11 @@ pub enum CatalogError {
     /// The database cannot be reached right now; the same call may succeed later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `disk_full`): nothing was written, and freeing space is the cure,
+    /// so it is answered like a full blob store.
+    #[error("the database is out of space")]
+    Full(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("database migration failed")]
@@ -41,9 +46,10 @@ impl CatalogError {
         matches!(self, CatalogError::NotFound { .. })
     }
 
-    /// Whether retrying later may succeed (the database was unreachable).
+    /// Whether retrying later may succeed (the database was unreachable or
+    /// out of space).
     pub fn is_transient(&self) -> bool {
-        matches!(self, CatalogError::Unavailable(_))
+        matches!(self, CatalogError::Unavailable(_) | CatalogError::Full(_))
     }
 
     pub(crate) fn corrupt(what: &'static str, reason: impl std::fmt::Display) -> Self {
@@ -60,12 +66,20 @@ impl From<sqlx::Error> for CatalogError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 CatalogError::Unavailable(error)
             }
+            sqlx::Error::Database(ref db) if is_full(db.code().as_deref()) => {
+                CatalogError::Full(error)
+            }
             sqlx::Error::Database(ref db) if is_transient(db.code().as_deref()) => {
                 CatalogError::Unavailable(error)
             }
             other => CatalogError::Database(other),
         }
     }
+}
+
+/// A full disk: SQLite's `SQLITE_FULL` (13), PostgreSQL's `disk_full`.
+fn is_full(code: Option<&str>) -> bool {
+    matches!(code, Some("13" | "53100"))
 }
 
 /// Database errors after which the same call may succeed if made again.
@@ -105,5 +119,11 @@ mod tests {
             assert!(!is_transient(Some(code)), "{code}");
         }
         assert!(!is_transient(None));
+    }
+
+    #[test]
+    fn a_full_disk_is_its_own_kind() {
+        assert!(is_full(Some("13")) && is_full(Some("53100")));
+        assert!(!is_full(Some("5")) && !is_full(Some("53300")) && !is_full(None));
     }
 }

@@ -19,9 +19,10 @@ use crate::audit::chain::{ChainBreak, ChainHead};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::model::{
     AeMapping, AeTitle, CancelReason, Case, CaseId, CaseMessage, CasePatch, CaseScope, CaseStatus,
-    Derivative, DeriveResult, DeriveState, Image, ImageId, Name, NewUser, Notification, Office,
-    OfficeId, PatientName, Principal, ReminderPolicy, ReminderSweep, Report, ReportDraft,
-    ReportText, Sha256, Specialty, Timestamp, TokenId, User, UserId, WorklistItem, WorklistQuery,
+    Derivative, DeriveResult, DeriveState, DicomAccess, DicomIndex, DicomInstance, DicomQuery,
+    Image, ImageId, Name, NewUser, Notification, Office, OfficeId, PatientName, Principal,
+    ReminderPolicy, ReminderSweep, Report, ReportDraft, ReportText, Sha256, Specialty, Timestamp,
+    TokenId, User, UserId, WorklistItem, WorklistQuery,
 };
 use crate::queue::{ClaimedJob, JobFilter, JobRecord, KindStats};
 use crate::reprocess::{
@@ -52,6 +53,15 @@ pub trait DicomAeTitles: Send + Sync {
         ae_title: &AeTitle,
     ) -> Result<(), CatalogError>;
     async fn list_ae_titles(&self) -> Result<Vec<AeMapping>, CatalogError>;
+    /// The draft case an earlier instance of the study opened in `office`,
+    /// if it is still a draft: a plain read, so the instances after a
+    /// study's first do not queue for the write lock. `None` sends the
+    /// caller to [`study_case`](Self::study_case), which settles races.
+    async fn draft_study_case(
+        &self,
+        office: OfficeId,
+        study_instance_uid: &str,
+    ) -> Result<Option<CaseId>, CatalogError>;
     /// The draft case of `draft.office_id` for a study: the one an earlier
     /// instance of the study opened while it is still a draft, otherwise
     /// `draft` itself, inserted with its `case.create` event.
@@ -203,14 +213,16 @@ pub trait Images: Send + Sync {
         upload: &str,
     ) -> Result<(), CatalogError>;
     /// Records an image whose blob is already durable, with its blob row,
-    /// its `derive` job and its audit event, in one transaction. When the
-    /// case already holds these exact bytes, returns that image instead
+    /// its `derive` job, its audit event and, for DICOM, the attributes
+    /// DICOMweb searches match on, in one transaction. When the case
+    /// already holds these exact bytes, returns that image instead
     /// (`false`): retries are safe.
     async fn add_image(
         &self,
         ctx: &AuditContext,
         scope: CaseScope,
         image: &Image,
+        dicom: Option<&DicomIndex>,
     ) -> Result<(Image, bool), CatalogError>;
     async fn list_images(
         &self,
@@ -226,6 +238,26 @@ pub trait Images: Send + Sync {
         id: ImageId,
         download: bool,
     ) -> Result<Image, CatalogError>;
+}
+
+/// DICOMweb's view of the stored DICOM instances: found by their
+/// attributes, within the caller's scope, each read audited.
+#[async_trait]
+pub trait DicomWeb: Send + Sync {
+    /// The instances behind one page of `query`'s results: at the instance
+    /// level the matching instances themselves; at the study (series)
+    /// level every instance in scope of each matching study (series), so
+    /// the caller can count them. Ordered by study, series, instance
+    /// number. Each instance returned is audited as `access` says
+    /// (`image.list`, `image.read` or `image.download`) in the same
+    /// transaction; nothing outside `scope` is read.
+    async fn dicom_instances(
+        &self,
+        ctx: &AuditContext,
+        scope: CaseScope,
+        query: &DicomQuery,
+        access: DicomAccess,
+    ) -> Result<Vec<DicomInstance>, CatalogError>;
 }
 
 /// What ingest needs to know about the case it uploads into.
@@ -670,6 +702,7 @@ pub trait Catalog:
     + Placement
     + WebSessions
     + DicomAeTitles
+    + DicomWeb
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;

@@ -4,7 +4,9 @@
 //! walk over the whole data set that checks every element's length against
 //! the bytes actually in the file and bounds sequence nesting (so a forged
 //! length can never make a later reader allocate gigabytes), then a parse of
-//! everything before Pixel Data for the attributes Relay needs.
+//! everything before Pixel Data for the attributes Relay needs. That parse
+//! is kept ([`Validated::header`]) for a front door that needs more of the
+//! same attributes, so nothing is parsed twice.
 
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
@@ -14,7 +16,7 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_encoding::decode::Decode;
 use dicom_object::Tag;
-use dicom_object::{FileMetaTable, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, FileMetaTable, OpenFileOptions};
 use dicom_parser::StatefulDecode;
 use dicom_parser::dataset::LazyDataToken;
 use dicom_parser::dataset::lazy_read::LazyDataSetReader;
@@ -23,13 +25,26 @@ use serde_json::{Map, Value, json};
 
 use super::IngestError;
 use super::sniff::executable_preamble;
+use crate::model::DicomIndex;
 
 fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::InvalidDicom(message.into())
 }
 
-/// Validates the file at `path`; returns the attributes for the receipt.
-pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
+/// A file that passed [`validate`].
+#[derive(Debug)]
+pub struct Validated {
+    /// The attributes for the receipt.
+    pub metadata: Value,
+    /// The attributes DICOMweb searches match on (kept in the catalog, not
+    /// the receipt).
+    pub index: DicomIndex,
+    /// Everything before Pixel Data, as parsed.
+    pub header: DefaultDicomObject,
+}
+
+/// Validates the file at `path`.
+pub fn validate(path: &Path, max_depth: usize) -> Result<Validated, IngestError> {
     let io = |e: std::io::Error| invalid(format!("the DICOM file cannot be read: {e}"));
     let size = std::fs::metadata(path).map_err(io)?.len();
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
@@ -54,20 +69,13 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
         )));
     }
     let start = reader.stream_position().map_err(io)?;
-    walk(&mut reader, ts, start, size, max_depth)?;
+    let walked = walk(&mut reader, ts, start, size, max_depth)?;
 
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
-    let text = |tag: Tag| {
-        object
-            .element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
+    let text = |tag: Tag| attribute_text(&object, tag);
     let number = |tag: Tag| {
         object
             .element(tag)
@@ -112,33 +120,97 @@ pub fn validate(path: &Path, max_depth: usize) -> Result<Value, IngestError> {
             out.insert(key.into(), json!(n));
         }
     }
-    out.insert(
-        "transfer_syntax".into(),
-        json!(ts_uid.trim_end_matches('\0')),
-    );
-    Ok(Value::Object(out))
+    // A cut exactly between two elements leaves a well-formed data set: an
+    // image without its pixels is the telltale.
+    if out.contains_key("rows") && out.contains_key("columns") && !walked.pixel_data {
+        return Err(invalid(
+            "the data set has Rows and Columns but no Pixel Data; the file may be cut short",
+        ));
+    }
+    let transfer_syntax_uid = ts_uid.trim_end_matches(['\0', ' ']).to_owned();
+    out.insert("transfer_syntax".into(), json!(transfer_syntax_uid));
+    let uid = |key: &str| {
+        out.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let index = DicomIndex {
+        study_instance_uid: uid("study_instance_uid"),
+        series_instance_uid: uid("series_instance_uid"),
+        sop_instance_uid: uid("sop_instance_uid"),
+        sop_class_uid: uid("sop_class_uid"),
+        transfer_syntax_uid,
+        patient_id: text(tags::PATIENT_ID),
+        patient_name: text(tags::PATIENT_NAME),
+        patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
+        patient_sex: text(tags::PATIENT_SEX),
+        study_date: text(tags::STUDY_DATE),
+        study_time: text(tags::STUDY_TIME),
+        accession_number: text(tags::ACCESSION_NUMBER),
+        study_id: text(tags::STUDY_ID),
+        study_description: text(tags::STUDY_DESCRIPTION),
+        referring_physician_name: text(tags::REFERRING_PHYSICIAN_NAME),
+        modality: text(tags::MODALITY),
+        series_number: number(tags::SERIES_NUMBER),
+        series_description: text(tags::SERIES_DESCRIPTION),
+        instance_number: number(tags::INSTANCE_NUMBER),
+        rows: number(tags::ROWS),
+        columns: number(tags::COLUMNS),
+        number_of_frames: number(tags::NUMBER_OF_FRAMES),
+    };
+    Ok(Validated {
+        metadata: Value::Object(out),
+        index,
+        header: object,
+    })
 }
 
-/// Walks every token from `start`, checking lengths and depth, reading no values.
+/// An attribute's value as text, without padding; `None` when absent,
+/// empty or not text.
+pub fn attribute_text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    object
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// What the walk saw that the attribute parse cannot.
+#[derive(Debug, Default)]
+struct Walked {
+    /// A top-level Pixel Data, Float or Double Float Pixel Data element.
+    pixel_data: bool,
+}
+
+/// Walks every token from `start`, checking lengths and depth, reading no
+/// values, and that the data set ends where the file ends: dicom-rs takes
+/// an end of file inside an element's tag, or inside open sequences, for a
+/// graceful end, so a file cut there would otherwise pass as whole.
 fn walk(
     reader: &mut BufReader<File>,
     ts: &dicom_encoding::TransferSyntax,
     start: u64,
     size: u64,
     max_depth: usize,
-) -> Result<(), IngestError> {
+) -> Result<Walked, IngestError> {
     reader
         .seek(SeekFrom::Start(start))
         .map_err(|e| invalid(format!("the DICOM file cannot be read: {e}")))?;
     let mut tokens = LazyDataSetReader::new_with_ts(reader, ts)
         .map_err(|e| invalid(format!("the DICOM data set cannot be parsed: {e}")))?;
     let mut depth = 0usize;
+    let mut walked = Walked::default();
     while let Some(token) = tokens.advance() {
         let token = token.map_err(|e| invalid(format!("the DICOM data set is malformed: {e}")))?;
         match token {
             LazyDataToken::SequenceStart { .. }
             | LazyDataToken::ItemStart { .. }
             | LazyDataToken::PixelSequenceStart => {
+                if depth == 0 && matches!(token, LazyDataToken::PixelSequenceStart) {
+                    walked.pixel_data = true;
+                }
                 depth += 1;
                 if depth > max_depth {
                     return Err(invalid(format!(
@@ -149,6 +221,15 @@ fn walk(
             LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
             LazyDataToken::LazyValue { header, decoder } => {
                 let tag = header.tag;
+                if depth == 0 {
+                    if tag.group() == 0x0002 {
+                        // Only the file meta may say what the file is.
+                        return Err(invalid(format!(
+                            "element {tag} belongs to the file meta information and must not appear in the data set"
+                        )));
+                    }
+                    walked.pixel_data |= PIXEL_DATA_TAGS.contains(&tag);
+                }
                 let len = header
                     .len
                     .get()
@@ -169,7 +250,18 @@ fn walk(
             _ => {}
         }
     }
-    Ok(())
+    if depth > 0 {
+        return Err(invalid(
+            "the file ends inside a sequence that was never closed; it may be cut short",
+        ));
+    }
+    let end = tokens.into_decoder().position();
+    if end != size {
+        return Err(invalid(format!(
+            "the file ends inside an element header at offset {end} of {size} bytes; it may be cut short"
+        )));
+    }
+    Ok(walked)
 }
 
 /// Refuses a binary value whose length is not a whole number of values
@@ -251,6 +343,12 @@ fn meta_lengths(reader: &mut BufReader<File>, size: u64) -> Result<(), IngestErr
     }
     Ok(())
 }
+/// The elements that carry an image's pixels.
+const PIXEL_DATA_TAGS: [Tag; 3] = [
+    tags::PIXEL_DATA,
+    tags::FLOAT_PIXEL_DATA,
+    tags::DOUBLE_FLOAT_PIXEL_DATA,
+];
 
 fn check_fits(position: u64, len: u32, size: u64, what: &str) -> Result<(), IngestError> {
     if position.saturating_add(u64::from(len)) > size {

@@ -8,11 +8,18 @@
 //!         in ONE transaction ─▶ receipt
 //! ```
 //!
+//! A front door that already holds a whole DICOM file and must read it
+//! before it knows the case (C-STORE) checks it once with
+//! [`Ingest::check_dicom_file`] and stores the [`CheckedDicom`] with
+//! [`Ingest::ingest_checked`]: the same checks, in the same order, and the
+//! same store and transaction below.
+//!
 //! Architecture Invariant: blob first, row second. A row never points at a
 //! missing blob; a blob without a row (a crash in between) is an orphan a
 //! sweep removes, never a lost acknowledged upload. Nothing is acknowledged
 //! before the transaction commits, and every refusal drops the spool file.
 
+mod checked;
 pub(crate) mod dicom;
 mod error;
 mod exif_gps;
@@ -20,12 +27,13 @@ mod location;
 pub(crate) mod photo;
 pub(crate) mod sniff;
 mod spool;
+mod undo;
 
+pub use checked::CheckedDicom;
 pub use error::IngestError;
 pub use location::{Removal, remove_location, remove_location_checked};
 pub use sniff::{Sniffed, sniff};
 
-use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -34,10 +42,11 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::audit::AuditContext;
-use crate::blob::{BlobError, BlobStore, keep_after_commit};
-use crate::catalog::Catalog;
+use crate::blob::{BlobError, BlobStore, Persisted, keep_after_commit};
+use crate::catalog::{Catalog, UploadTarget};
 use crate::model::{
-    CaseId, CaseScope, DeriveState, Image, ImageId, MediaType, Sha256, Timestamp, UserId,
+    CaseId, CaseScope, DeriveState, DicomIndex, Image, ImageId, MediaType, Sha256, Timestamp,
+    UserId,
 };
 
 /// Bounds on what one upload may be.
@@ -177,17 +186,108 @@ impl Ingest {
         }
         let media = media_type(sniff(&spooled.head), upload.declared)?;
         let received = (spooled.sha256, spooled.size);
-        let (file, stored_sha256, stored_size, metadata) = if media.is_photo() {
-            self.photo(spooled, media, target.strip_location).await?
+        let accepted = if media.is_photo() {
+            let (file, sha256, size, metadata) =
+                self.photo(spooled, media, target.strip_location).await?;
+            Accepted {
+                file,
+                media,
+                received,
+                stored: (sha256, size),
+                metadata,
+                index: None,
+            }
         } else {
             let max_depth = self.limits.max_dicom_depth;
             let path = spooled.file.path().to_owned();
-            let metadata = self
+            let validated = self
                 .blocking(move || dicom::validate(&path, max_depth))
                 .await?;
-            (spooled.file, spooled.sha256, spooled.size, metadata)
+            Accepted {
+                file: spooled.file,
+                media,
+                received,
+                stored: received,
+                metadata: validated.metadata,
+                index: Some(validated.index),
+            }
         };
-        let persisted = self.blobs.put(stored_sha256, &file).await?;
+        self.store(ctx, uploaded_by, scope, case, target, filename, accepted)
+            .await
+    }
+
+    /// Hashes and validates a whole DICOM Part 10 file as [`Ingest::ingest`]
+    /// would, storing nothing: for a front door that must read the
+    /// instance (its study, its patient) before it knows the case, and must
+    /// not open a case for an instance ingest would refuse. Store the result
+    /// with [`Ingest::ingest_checked`]; dropping it removes the file.
+    pub async fn check_dicom_file(
+        &self,
+        file: tempfile::NamedTempFile,
+    ) -> Result<CheckedDicom, IngestError> {
+        let (limit, max_depth) = (self.limits.max_bytes, self.limits.max_dicom_depth);
+        self.blocking(move || checked::check(file, limit, max_depth))
+            .await
+    }
+
+    /// Stores a file [`Ingest::check_dicom_file`] accepted into `case`:
+    /// the case and file name checks, then the same durable store and
+    /// transaction as [`Ingest::ingest`].
+    pub async fn ingest_checked(
+        &self,
+        ctx: &AuditContext,
+        uploaded_by: UserId,
+        scope: CaseScope,
+        case: CaseId,
+        filename: Option<String>,
+        dicom: CheckedDicom,
+    ) -> Result<Ingested, IngestError> {
+        let filename = filename.map(check_filename).transpose()?;
+        let target = self.catalog.upload_target(scope, case).await?;
+        let received = (dicom.sha256, dicom.size);
+        let accepted = Accepted {
+            file: dicom.file,
+            media: MediaType::Dicom,
+            received,
+            stored: received,
+            metadata: dicom.metadata,
+            index: Some(dicom.index),
+        };
+        self.store(ctx, uploaded_by, scope, case, target, filename, accepted)
+            .await
+    }
+
+    /// Blob first, row second: makes the accepted file durable, then
+    /// commits its image row, blob row, derive job and audit event.
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &self,
+        ctx: &AuditContext,
+        uploaded_by: UserId,
+        scope: CaseScope,
+        case: CaseId,
+        target: UploadTarget,
+        filename: Option<String>,
+        accepted: Accepted,
+    ) -> Result<Ingested, IngestError> {
+        let Accepted {
+            file,
+            media,
+            received,
+            stored: (stored_sha256, stored_size),
+            metadata,
+            index,
+        } = accepted;
+        let persisted = match self.blobs.put(stored_sha256, &file).await {
+            Ok(persisted) => persisted,
+            Err(e) => {
+                // A put can fail after its bytes became visible (the
+                // directory fsync after the link).
+                undo::remove_uncommitted(self.catalog.as_ref(), self.blobs.as_ref(), stored_sha256)
+                    .await;
+                return Err(e.into());
+            }
+        };
         let image = Image {
             id: ImageId::generate(),
             case_id: case,
@@ -206,20 +306,25 @@ impl Ingest {
             frames: None,
             attributes: None,
         };
-        let (image, created) = self.catalog.add_image(ctx, scope, &image).await?;
+        let (image, created) = match self
+            .catalog
+            .add_image(ctx, scope, &image, index.as_ref())
+            .await {
+            Ok(added) => added,
+            Err(e) => {
+                if persisted == Persisted::Created {
+                    undo::remove_uncommitted(
+                        self.catalog.as_ref(),
+                        self.blobs.as_ref(),
+                        stored_sha256,
+                    )
+                    .await;
+                }
+                return Err(e.into());
+            }
+        };
         keep_after_commit(self.blobs.as_ref(), stored_sha256, &file, persisted).await?;
         Ok(Ingested { image, created })
-    }
-
-    /// Runs the same DICOM validation as [`Ingest::ingest`] on a Part 10
-    /// file, storing nothing: for a front door that must read the study an
-    /// instance belongs to (to find its case) and must not open a case for
-    /// an instance ingest would refuse.
-    pub async fn check_dicom(&self, path: &std::path::Path) -> Result<Value, IngestError> {
-        let max_depth = self.limits.max_dicom_depth;
-        let path = path.to_owned();
-        self.blocking(move || dicom::validate(&path, max_depth))
-            .await
     }
 
     /// Where uploads are spooled before they are stored.
@@ -297,13 +402,24 @@ impl Ingest {
     }
 }
 
+/// A file every check accepted, ready to be stored.
+struct Accepted {
+    file: tempfile::NamedTempFile,
+    media: MediaType,
+    /// The sha256 and size of what the client sent.
+    received: (Sha256, u64),
+    /// The sha256 and size of what is stored (a photo may lose its location).
+    stored: (Sha256, u64),
+    metadata: Value,
+    /// What DICOMweb searches match on (DICOM only).
+    index: Option<DicomIndex>,
+}
+
 fn write_spool(
     dir: &std::path::Path,
     bytes: &[u8],
 ) -> Result<tempfile::NamedTempFile, IngestError> {
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(BlobError::io)?;
-    file.write_all(bytes).map_err(BlobError::io)?;
-    Ok(file)
+    Ok(spool::write_file(dir, bytes).map_err(BlobError::io)?)
 }
 
 /// Reconciles what the bytes are with what the client declared.

@@ -38,6 +38,10 @@ pub fn validate(
             limit: max_pixels,
         });
     }
+    if format == ImageFormat::Jpeg {
+        decode_jpeg_strictly(bytes)?;
+        return Ok((width, height));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     // Room for the widest pixel format at these dimensions, and no more.
@@ -45,6 +49,30 @@ pub fn validate(
     reader.limits(limits);
     reader.decode().map_err(invalid)?;
     Ok((width, height))
+}
+
+/// Decodes a JPEG whose dimensions were already checked, in the decoder's
+/// strict mode. `image` decodes leniently, as browsers do: a scan cut short,
+/// or one too short for the dimensions its header declares, comes out
+/// padded with grey and "succeeds", so a truncated upload would be stored
+/// as if whole.
+fn decode_jpeg_strictly(bytes: &[u8]) -> Result<(), IngestError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        // The pixel limit has been applied; the decoder's own default
+        // (16384 a side) would refuse panoramas within it.
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options)
+        .decode()
+        .map(drop)
+        .map_err(|e| {
+            IngestError::InvalidImage(format!(
+                "the image/jpeg could not be decoded ({e}); it may be truncated or damaged, export it again"
+            ))
+        })
 }
 
 /// What a reader of the case needs from EXIF: orientation, capture time and

@@ -16,6 +16,7 @@ use futures_util::{Stream, StreamExt};
 use super::IngestError;
 use super::sniff::SNIFF_LEN;
 use crate::blob::BlobError;
+use crate::failpoints::fail_io;
 use crate::model::{Sha256, Sha256Hasher};
 
 const WRITE_BUFFER: usize = 1 << 20;
@@ -32,15 +33,42 @@ pub struct Spooled {
     pub head: Vec<u8>,
 }
 
+/// A new spool file in `dir` (removed when dropped).
+fn create(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    fail_io!("spool.create");
+    tempfile::NamedTempFile::new_in(dir)
+}
+
+/// Writes to a spool file, each write a place a fault can be injected.
+struct SpoolWriter<'a>(&'a std::fs::File);
+
+impl Write for SpoolWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        fail_io!("spool.write");
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A new spool file in `dir` holding `bytes` (an edited photo).
+pub fn write_file(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+    let file = create(dir)?;
+    SpoolWriter(file.as_file()).write_all(bytes)?;
+    Ok(file)
+}
+
 /// Hashes and writes what arrives on `chunks` until the sender is dropped.
 fn write_all(
     dir: &Path,
     mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> std::io::Result<(tempfile::NamedTempFile, Sha256)> {
-    let file = tempfile::NamedTempFile::new_in(dir)?;
+    let file = create(dir)?;
     let mut hasher = Sha256Hasher::new();
     {
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file.as_file());
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, SpoolWriter(file.as_file()));
         while let Some(chunk) = chunks.blocking_recv() {
             hasher.update(&chunk);
             out.write_all(&chunk)?;

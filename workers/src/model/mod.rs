@@ -9,6 +9,7 @@ mod ae_title;
 mod case;
 mod case_status;
 mod derivative;
+mod dicom_index;
 mod digest;
 mod ids;
 mod image;
@@ -27,6 +28,9 @@ pub use ae_title::{AeMapping, AeTitle};
 pub use case::{Case, CasePatch, Clinical, ClinicalPatch, NewCase, PatientPatch, Priority};
 pub use case_status::{CaseAction, CaseStatus, InvalidTransition};
 pub use derivative::{Derivative, DeriveResult, DeriveState};
+pub use dicom_index::{
+    DateRange, DicomAccess, DicomIndex, DicomInstance, DicomQuery, NamePattern, QueryLevel,
+};
 pub use digest::{Sha256, Sha256Hasher};
 pub use ids::{CaseId, ImageId, OfficeId, TokenId, UserId};
 pub use image::{Image, MediaType};

@@ -22,6 +22,7 @@ use futures_util::{Stream, StreamExt};
 
 pub use state::UploadState;
 
+use crate::failpoints::fail_io;
 use crate::model::{OfficeId, Sha256, Sha256Hasher, Timestamp};
 
 /// A resumable upload cannot go on as asked.
@@ -208,36 +209,48 @@ impl Resumable {
         let mut written = 0u64;
         let mut broken = false;
         let mut body = body;
-        while let Some(chunk) = body.next().await {
-            let Ok(chunk) = chunk else {
-                broken = true;
-                break;
-            };
-            if offset + written + chunk.len() as u64 > state.length {
+        // The offset is the file's length, so bytes whose write or fsync
+        // failed must not stay: cut back to the last acknowledged offset.
+        let stored = async {
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else {
+                    broken = true;
+                    break;
+                };
+                if offset + written + chunk.len() as u64 > state.length {
+                    truncate(&part, offset).await?;
+                    return Err(ResumableError::TooLong {
+                        length: state.length,
+                    });
+                }
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
+                let size = chunk.len() as u64;
+                (file, ()) = blocking_with(file, move |f| f.write_all(&chunk)).await?;
+                written += size;
+            }
+            if let (Some(expected), Some(hasher)) = (checksum, hasher)
+                && (broken || hasher.finish() != expected)
+            {
                 truncate(&part, offset).await?;
-                return Err(ResumableError::TooLong {
-                    length: state.length,
+                return Err(if broken {
+                    ResumableError::Interrupted { kept: 0 }
+                } else {
+                    ResumableError::ChecksumMismatch
                 });
             }
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&chunk);
+            // Durable before the new offset is acknowledged.
+            blocking_with(file, sync_chunk).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = stored {
+            if let Err(undo) = truncate(&part, offset).await {
+                tracing::warn!(error = %undo, "an upload's unacknowledged bytes could not be cut back");
             }
-            let size = chunk.len() as u64;
-            (file, ()) = blocking_with(file, move |f| f.write_all(&chunk)).await?;
-            written += size;
+            return Err(e);
         }
-        if let (Some(expected), Some(hasher)) = (checksum, hasher)
-            && (broken || hasher.finish() != expected)
-        {
-            truncate(&part, offset).await?;
-            return Err(if broken {
-                ResumableError::Interrupted { kept: 0 }
-            } else {
-                ResumableError::ChecksumMismatch
-            });
-        }
-        // Durable before the new offset is acknowledged.
-        blocking_with(file, |f| f.sync_data()).await?;
         state.expires_at = Timestamp::now().plus(self.ttl);
         let record = self.record(&state.id);
         let saved = state.clone();
@@ -308,6 +321,12 @@ impl Resumable {
         })
         .await
     }
+}
+
+/// Makes an appended chunk durable (the failpoint `resumable.fsync`).
+fn sync_chunk(file: &mut std::fs::File) -> std::io::Result<()> {
+    fail_io!("resumable.fsync");
+    file.sync_data()
 }
 
 fn remove(path: &Path) -> std::io::Result<()> {

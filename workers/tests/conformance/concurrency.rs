@@ -115,7 +115,7 @@ async fn concurrent_uploads_of_the_same_bytes_record_one_image(db: &Db) {
         let (catalog, office) = (db.catalog.clone(), office.clone());
         uploads.spawn(async move {
             catalog
-                .add_image(&office.ctx, office.scope(), &image)
+                .add_image(&office.ctx, office.scope(), &image, None)
                 .await
                 .expect("add image")
         });

@@ -15,6 +15,7 @@ on_every_backend!(
     a_study_opens_one_draft_case_per_office,
     a_study_whose_case_left_draft_opens_a_new_one,
     racing_instances_of_a_new_study_share_one_case,
+    a_known_studys_draft_is_found_by_a_read,
 );
 
 fn ae(title: &str) -> AeTitle {
@@ -238,4 +239,38 @@ async fn racing_instances_of_a_new_study_share_one_case(db: &Db) {
         "one case for the study: {cases:?}"
     );
     assert_eq!(created, 1);
+}
+
+async fn a_known_studys_draft_is_found_by_a_read(db: &Db) {
+    let north = db.office("North Clinic").await;
+    let south = db.office("South Clinic").await;
+    let study = "1.2.3.7";
+    let found = |office: &Party| db.catalog.draft_study_case(office.office_id(), study);
+    assert_eq!(found(&north).await.expect("read"), None, "a new study");
+    let first = db
+        .catalog
+        .study_case(&north.ctx, study, &dicom_draft(&north))
+        .await
+        .expect("first instance");
+    assert_eq!(found(&north).await.expect("read"), Some(first.case_id));
+    assert_eq!(
+        found(&south).await.expect("read"),
+        None,
+        "another office's study is not this one's"
+    );
+    let case = db
+        .catalog
+        .get_case(&north.ctx, north.scope(), first.case_id)
+        .await
+        .expect("case");
+    db.attach(&north, &case, b"one instance").await;
+    db.catalog
+        .submit_case(&north.ctx, north.scope(), first.case_id)
+        .await
+        .expect("submit");
+    assert_eq!(
+        found(&north).await.expect("read"),
+        None,
+        "a submitted case takes no more instances"
+    );
 }

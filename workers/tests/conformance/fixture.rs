@@ -247,7 +247,7 @@ impl Db {
         let image = self.image(office, case, bytes);
         let (stored, created) = self
             .catalog
-            .add_image(&office.ctx, office.scope(), &image)
+            .add_image(&office.ctx, office.scope(), &image, None)
             .await
             .expect("add image");
         assert!(created);

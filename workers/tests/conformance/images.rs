@@ -22,7 +22,7 @@ async fn the_same_bytes_in_one_case_are_one_image_with_one_derive_job(db: &Db) {
     let retry = db.image(&office, &case, b"same bytes");
     let (stored, created) = db
         .catalog
-        .add_image(&office.ctx, office.scope(), &retry)
+        .add_image(&office.ctx, office.scope(), &retry, None)
         .await
         .expect("retry");
     assert!(!created);
@@ -77,7 +77,7 @@ async fn images_are_scoped_and_only_added_while_the_office_holds_the_case(db: &D
     let foreign = db.image(&stranger, &case, b"intruder");
     assert_kind(
         db.catalog
-            .add_image(&stranger.ctx, stranger.scope(), &foreign)
+            .add_image(&stranger.ctx, stranger.scope(), &foreign, None)
             .await,
         not_found,
         "add into another office's case",
@@ -129,7 +129,7 @@ async fn images_are_scoped_and_only_added_while_the_office_holds_the_case(db: &D
     let late = db.image(&office, &case, b"late photo");
     assert_kind(
         db.catalog
-            .add_image(&office.ctx, office.scope(), &late)
+            .add_image(&office.ctx, office.scope(), &late, None)
             .await,
         |e| matches!(e, CatalogError::Conflict(_)),
         "add to a submitted case",

@@ -11,6 +11,7 @@ mod cases;
 mod concurrency;
 mod consult;
 mod dicom;
+mod dicomweb;
 mod images;
 mod leases;
 mod outage;

@@ -492,7 +492,7 @@ async fn a_held_blob_lock_holds_back_an_upload_of_the_same_bytes_until_released(
         let ctx = office.ctx.clone();
         let scope = office.scope();
         let image = image.clone();
-        tokio::spawn(async move { catalog.add_image(&ctx, scope, &image).await })
+        tokio::spawn(async move { catalog.add_image(&ctx, scope, &image, None).await })
     };
     tokio::time::sleep(HELD).await;
     assert!(
@@ -548,7 +548,7 @@ async fn a_held_blob_lock_holds_back_an_upload_of_the_same_bytes_until_released(
         let (_, created) = tokio::time::timeout(
             LIMIT,
             db.catalog
-                .add_image(&office.ctx, office.scope(), &unrelated),
+                .add_image(&office.ctx, office.scope(), &unrelated, None),
         )
         .await
         .expect("an upload of other bytes is not held back")

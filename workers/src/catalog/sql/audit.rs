@@ -8,6 +8,7 @@ use super::rows::{self, audit_columns};
 use crate::audit::chain::{ChainHead, ChainVerifier, seal_hash};
 use crate::audit::{AuditAction, AuditContext, AuditEvent, AuditFilter};
 use crate::catalog::{AuditLog, CatalogError, ChainReport};
+use crate::failpoints::fail_sql;
 use crate::model::{OfficeId, Timestamp};
 
 /// Appends one audit event inside the caller's transaction, so the event
@@ -19,6 +20,7 @@ pub(super) async fn record(
     object_id: Option<String>,
     office_id: Option<OfficeId>,
 ) -> Result<(), CatalogError> {
+    fail_sql!("audit.insert");
     sqlx::query(
         "INSERT INTO audit_events \
          (occurred_at, actor, actor_role, action, object_id, office_id, remote_addr, request_id) \

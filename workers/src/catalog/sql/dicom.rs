@@ -4,7 +4,9 @@
 //! Two instances of one new study can arrive at once (two associations, or
 //! two Relay processes). The study's row is claimed with a conditional
 //! insert or update; the loser rolls back its case and takes the winner's,
-//! so a study never opens two cases, on either backend.
+//! so a study never opens two cases, on either backend. Once the study's
+//! draft exists, its later instances find it with a plain read
+//! (`draft_study_case`) and never take the write lock.
 
 use async_trait::async_trait;
 use sqlx::Row;
@@ -160,6 +162,28 @@ impl DicomAeTitles for SqlCatalog {
         .iter()
         .map(mapping)
         .collect()
+    }
+
+    async fn draft_study_case(
+        &self,
+        office: OfficeId,
+        study_instance_uid: &str,
+    ) -> Result<Option<CaseId>, CatalogError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT s.case_id FROM dicom_study_cases s \
+             JOIN cases c ON c.id = s.case_id \
+             WHERE s.office_id = $1 AND s.study_instance_uid = $2 AND c.status = 'draft'",
+        )
+        .bind(office.to_string())
+        .bind(study_instance_uid)
+        .fetch_optional(&self.pool)
+        .await?;
+        found
+            .map(|id| {
+                id.parse()
+                    .map_err(|e| CatalogError::corrupt("dicom study case", e))
+            })
+            .transpose()
     }
 
     async fn study_case(

@@ -1,5 +1,10 @@
 //! Images in SQL. Image queries are scoped through their case, with the
 //! same rule as case queries.
+//!
+//! `catalog.image.sql` is the failpoint before each statement an upload
+//! runs (the case check before the body is read, then the image
+//! transaction), `catalog.image.commit` before its commit
+//! ([`crate::failpoints`]).
 
 use async_trait::async_trait;
 use sqlx::Row;
@@ -10,8 +15,9 @@ use super::cases::fetch_scoped;
 use super::{SqlCatalog, placement};
 use crate::audit::{AuditAction, AuditContext};
 use crate::catalog::{CatalogError, Images, UploadTarget};
+use crate::failpoints::fail_sql;
 use crate::model::{
-    CaseId, CaseScope, CaseStatus, DeriveState, Image, ImageId, MediaType, Timestamp,
+    CaseId, CaseScope, CaseStatus, DeriveState, DicomIndex, Image, ImageId, MediaType, Timestamp,
 };
 
 macro_rules! image_columns {
@@ -85,6 +91,7 @@ impl Images for SqlCatalog {
         scope: CaseScope,
         case: CaseId,
     ) -> Result<UploadTarget, CatalogError> {
+        fail_sql!("catalog.image.sql");
         let row = sqlx::query(concat!(
             "SELECT c.status, c.office_id, o.strip_location FROM cases c JOIN offices o ON o.id = c.office_id \
              WHERE c.id = $1 AND ",
@@ -158,7 +165,9 @@ impl Images for SqlCatalog {
         ctx: &AuditContext,
         scope: CaseScope,
         new: &Image,
+        dicom: Option<&DicomIndex>,
     ) -> Result<(Image, bool), CatalogError> {
+        fail_sql!("catalog.image.sql");
         let mut tx = self.begin_write().await?;
         // The case may have changed since the upload began: check again,
         // holding the case's lock to the end. On PostgreSQL this is what
@@ -167,6 +176,7 @@ impl Images for SqlCatalog {
         // (a client's retry racing its first try) run one after the other:
         // the second finds the first's image below instead of failing on
         // the unique index.
+        fail_sql!("catalog.image.sql");
         let case = fetch_scoped(
             &mut tx,
             self.dialect.select_case_for_update,
@@ -180,6 +190,7 @@ impl Images for SqlCatalog {
                 case.status.as_str()
             )));
         }
+        fail_sql!("catalog.image.sql");
         let existing = sqlx::query(concat!(
             "SELECT ",
             image_columns!(),
@@ -192,11 +203,16 @@ impl Images for SqlCatalog {
         let (stored, created) = match existing {
             Some(row) => (image(&row)?, false),
             None => {
+                fail_sql!("catalog.image.sql");
                 let now = self.db_now(&mut tx).await?;
                 insert_image(self, &mut tx, new, now).await?;
+                if let Some(index) = dicom {
+                    super::dicomweb::insert_index(&mut tx, new, index).await?;
+                }
                 (new.clone(), true)
             }
         };
+        fail_sql!("catalog.image.sql");
         record(
             &mut tx,
             ctx,
@@ -205,6 +221,7 @@ impl Images for SqlCatalog {
             Some(stored.office_id),
         )
         .await?;
+        fail_sql!("catalog.image.commit");
         tx.commit().await?;
         Ok((stored, created))
     }
@@ -306,6 +323,7 @@ async fn insert_image(
     // to commit, then does nothing.
     let hex = image.stored_sha256.to_hex();
     placement::lock_key(catalog, &mut *tx, &hex).await?;
+    fail_sql!("catalog.image.sql");
     sqlx::query("INSERT INTO blobs (sha256, size, created_at, store_id) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING")
         .bind(hex)
         .bind(size(image.stored_size)?)
@@ -313,6 +331,7 @@ async fn insert_image(
         .bind(catalog.home_store.get().copied())
         .execute(&mut *tx)
         .await?;
+    fail_sql!("catalog.image.sql");
     sqlx::query(
         "INSERT INTO images (id, case_id, office_id, uploaded_by, filename, media_type, sha256, size, \
          stored_sha256, stored_size, metadata, received_at) \
@@ -332,6 +351,7 @@ async fn insert_image(
     .bind(image.received_at.as_millis())
     .execute(&mut *tx)
     .await?;
+    fail_sql!("catalog.image.sql");
     sqlx::query_scalar::<_, i64>(catalog.dialect.queue.enqueue)
         .bind("derive")
         .bind(serde_json::json!({ "image_id": image.id }).to_string())

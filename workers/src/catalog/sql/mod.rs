@@ -29,6 +29,7 @@ mod cases;
 mod consult;
 mod derivatives;
 mod dicom;
+mod dicomweb;
 mod images;
 mod placement;
 mod queue;
@@ -43,7 +44,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use super::{Catalog, CatalogError};
 
@@ -229,6 +230,13 @@ impl SqlCatalog {
             // operator's pg_terminate_backend) is found out here and
             // replaced, instead of failing the next request.
             .test_before_acquire(true)
+            // A connection still counting itself inside a transaction is
+            // closed, not reused: every BEGIN on it would fail. That is
+            // where a failed COMMIT on a full disk leaves it (SQLite rolls
+            // the transaction back itself, so sqlx's ROLLBACK then fails
+            // and its count stays at one). By the time a connection is
+            // idle, the release ping has flushed any queued rollback.
+            .before_acquire(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if let Some(statements) = on_connect {
@@ -370,6 +378,34 @@ mod tests {
                 .expect("foreign_keys");
             assert_eq!((journal.as_str(), synchronous, foreign_keys), ("wal", 2, 1));
             held.push(conn);
+        }
+    }
+
+    /// Regression: after SQLite rolled a transaction back by itself (as it
+    /// does when a COMMIT fails on a full disk), sqlx's own ROLLBACK failed
+    /// and left the pooled connection counting itself in a transaction;
+    /// every later BEGIN on it failed until the server restarted.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_does_not_poison_the_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+        let settings = PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        };
+        let catalog = SqlCatalog::connect(&url, &settings)
+            .await
+            .expect("connects");
+        let mut tx = catalog.begin_write().await.expect("begin");
+        // What SQLite does on its own after a failed COMMIT.
+        sqlx::query("ROLLBACK")
+            .execute(&mut *tx)
+            .await
+            .expect("rollback");
+        drop(tx);
+        for _ in 0..3 {
+            let tx = catalog.begin_write().await.expect("begin again");
+            tx.commit().await.expect("commit");
         }
     }
 
