@@ -14,9 +14,9 @@ pub mod auth;
 pub mod blob;
 pub mod catalog;
 pub mod derive;
+pub mod failpoints;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod failpoints;
 pub mod ingest;
 pub mod model;
 pub mod queue;

@@ -309,7 +309,8 @@ impl Ingest {
         let (image, created) = match self
             .catalog
             .add_image(ctx, scope, &image, index.as_ref())
-            .await {
+            .await
+        {
             Ok(added) => added,
             Err(e) => {
                 if persisted == Persisted::Created {
