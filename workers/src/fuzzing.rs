@@ -62,9 +62,10 @@ fn with_file<T>(data: &[u8], work: impl FnOnce(&std::path::Path) -> T) -> T {
 /// it accepts carries the four UIDs the receipt names.
 pub fn dicom_prescan(data: &[u8]) {
     let max_depth = IngestLimits::default().max_dicom_depth;
-    let Ok(attributes) = with_file(data, |path| dicom::validate(path, max_depth)) else {
+    let Ok(validated) = with_file(data, |path| dicom::validate(path, max_depth)) else {
         return;
     };
+    let attributes = validated.metadata;
     for key in [
         "sop_class_uid",
         "sop_instance_uid",
