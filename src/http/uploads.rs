@@ -350,6 +350,15 @@ async fn append(
     digest: Option<Sha256>,
 ) -> Result<Response, ApiError> {
     let office = caller.office()?;
+    let (upload, at) = state.uploads.find(office, id).await?;
+    if upload.image.is_none() && at == offset {
+        // Recorded before the bytes are written: no chunk of patient data
+        // is kept without its event (a refused chunk leaves none).
+        state
+            .catalog
+            .append_upload(&caller.audit, office, &upload.id)
+            .await?;
+    }
     let (upload, offset) = state
         .uploads
         .append(office, id, offset, body, digest)

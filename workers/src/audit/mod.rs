@@ -48,13 +48,14 @@ pub enum AuditAction {
     SessionCreate,
     SessionEnd,
     UploadStart,
+    UploadAppend,
     UploadCancel,
     AuditRead,
     BlobIntegrity,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 33] = [
+    pub const ALL: [AuditAction; 34] = [
         AuditAction::CaseCreate,
         AuditAction::CaseRead,
         AuditAction::CaseList,
@@ -85,6 +86,7 @@ impl AuditAction {
         AuditAction::SessionCreate,
         AuditAction::SessionEnd,
         AuditAction::UploadStart,
+        AuditAction::UploadAppend,
         AuditAction::UploadCancel,
         AuditAction::AuditRead,
         AuditAction::BlobIntegrity,
@@ -122,6 +124,7 @@ impl AuditAction {
             AuditAction::SessionCreate => "session.create",
             AuditAction::SessionEnd => "session.end",
             AuditAction::UploadStart => "upload.start",
+            AuditAction::UploadAppend => "upload.append",
             AuditAction::UploadCancel => "upload.cancel",
             AuditAction::AuditRead => "audit.read",
             AuditAction::BlobIntegrity => "blob.integrity",

@@ -204,6 +204,15 @@ pub trait Images: Send + Sync {
         case: CaseId,
         upload: &str,
     ) -> Result<UploadTarget, CatalogError>;
+    /// Records that bytes are about to be appended to a resumable upload
+    /// (`upload.append`). Called before they are written, so no chunk of
+    /// patient data is kept without its event.
+    async fn append_upload(
+        &self,
+        ctx: &AuditContext,
+        office: OfficeId,
+        upload: &str,
+    ) -> Result<(), CatalogError>;
     /// Records that a resumable upload's bytes were discarded before
     /// becoming an image (`upload.cancel`: terminated, expired or refused).
     async fn cancel_upload(

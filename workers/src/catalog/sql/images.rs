@@ -141,23 +141,24 @@ impl Images for SqlCatalog {
         Ok(target)
     }
 
+    async fn append_upload(
+        &self,
+        ctx: &AuditContext,
+        office: crate::model::OfficeId,
+        upload: &str,
+    ) -> Result<(), CatalogError> {
+        self.record_upload(ctx, AuditAction::UploadAppend, office, upload)
+            .await
+    }
+
     async fn cancel_upload(
         &self,
         ctx: &AuditContext,
         office: crate::model::OfficeId,
         upload: &str,
     ) -> Result<(), CatalogError> {
-        let mut tx = self.begin_write().await?;
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::UploadCancel,
-            Some(upload.to_owned()),
-            Some(office),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.record_upload(ctx, AuditAction::UploadCancel, office, upload)
+            .await
     }
 
     async fn add_image(
@@ -364,3 +365,19 @@ async fn insert_image(
 /// Attempts a `derive` job gets: the default of `queue::Job`, which the
 /// derive stage keeps, and of the `jobs` table.
 pub(super) const DERIVE_MAX_ATTEMPTS: i64 = 5;
+
+impl SqlCatalog {
+    /// One audit event about a resumable upload, in its own transaction.
+    async fn record_upload(
+        &self,
+        ctx: &AuditContext,
+        action: AuditAction,
+        office: crate::model::OfficeId,
+        upload: &str,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        record(&mut tx, ctx, action, Some(upload.to_owned()), Some(office)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
