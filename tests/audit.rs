@@ -1,7 +1,9 @@
 //! The audit trail: every read or write of patient data leaves an event
 //! (who, what, when, from where, which request), and the sha256 chain that
 //! seals the events lets `relay admin audit verify` find the first event
-//! that was changed, removed or inserted.
+//! that was changed, removed or inserted. A table gives every route the
+//! events one successful call leaves (`every_route_and_outcome_leaves_exactly_its_events`);
+//! a route added without a row fails it.
 
 mod support;
 
@@ -9,7 +11,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
-use support::{Relay, referral};
+use support::routes::{
+    Access, Route, Setup, Target, body_for, call_traced, names_an_object, prepared, routes,
+    target_url,
+};
+use support::{Relay, Server, referral};
 
 /// Runs `relay admin audit verify`; returns (exit success, stdout JSON, stderr).
 fn verify(relay: &Relay) -> (bool, Value, String) {
@@ -436,4 +442,306 @@ async fn without_an_audit_event_no_patient_data_is_served_or_changed() {
         !images.to_string().contains("image/png"),
         "the unaudited upload stored nothing: {images}"
     );
+}
+
+/// A recorded event: actor, role, action, object, office, address.
+type Event = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// The object an expected audit event names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names {
+    Case,
+    Image,
+    Upload,
+    /// What the call created (a case, an image, an upload).
+    Created,
+    /// Nothing: the event is about the trail itself.
+    Nothing,
+}
+
+/// What one successful call of a route leaves in the trail.
+#[derive(Debug, Clone, Copy)]
+enum Trail {
+    /// Exactly these events, in this order.
+    Events(&'static [(&'static str, Names)]),
+    /// One event of this action per entry of the answer (a list or a
+    /// search), each naming another object; the target's among them when
+    /// the caller may see it.
+    PerEntry(&'static str, Names),
+    /// The answer carries no patient data (the caller's own identity,
+    /// notification ids, job and run bookkeeping): no event.
+    Quiet,
+}
+
+/// The audit contract of every route. A route without a row fails the test.
+fn trail(route: &Route) -> Trail {
+    use Names::*;
+    use Trail::*;
+    let path = route.path;
+    match (route.method.as_str(), path) {
+        (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/me" | "/api/v1/notifications") => Quiet,
+        (_, p) if p.starts_with("/api/v1/admin/") => Quiet,
+        ("GET", "/api/v1/audit") => Events(&[("audit.read", Nothing)]),
+        ("POST", "/api/v1/cases") => Events(&[("case.create", Created)]),
+        ("GET", "/api/v1/cases") | ("GET", "/api/v1/worklist") => PerEntry("case.list", Case),
+        ("GET", "/api/v1/cases/{id}")
+        | ("GET", "/api/v1/cases/{id}/messages")
+        | ("GET", "/api/v1/cases/{id}/history") => Events(&[("case.read", Case)]),
+        ("PATCH", "/api/v1/cases/{id}") => Events(&[("case.update", Case)]),
+        ("POST", "/api/v1/cases/{id}/cancel") => Events(&[("case.cancel", Case)]),
+        ("POST", "/api/v1/cases/{id}/submit") => Events(&[("case.submit", Case)]),
+        ("POST", "/api/v1/cases/{id}/images") => Events(&[("image.create", Created)]),
+        ("POST", "/api/v1/uploads") => Events(&[("upload.start", Created)]),
+        ("PATCH", "/api/v1/uploads/{id}") => Events(&[("upload.append", Upload)]),
+        ("DELETE", "/api/v1/uploads/{id}") => Events(&[("upload.cancel", Upload)]),
+        ("GET", "/api/v1/cases/{id}/images") | ("GET", "/api/v1/cases/{id}/studies") => {
+            PerEntry("image.list", Image)
+        }
+        ("GET", "/api/v1/images/{id}") => Events(&[("image.read", Image)]),
+        ("GET", p) if p.starts_with("/api/v1/images/{id}/") => Events(&[("image.download", Image)]),
+        // The first instance of a study opens a draft case for it.
+        ("POST", "/dicomweb/studies") => {
+            Events(&[("case.create", Created), ("image.create", Created)])
+        }
+        // Refused without a multipart body here; its success is the same
+        // ingest as STOW without a study.
+        ("POST", "/dicomweb/studies/{study}") => Events(&[]),
+        ("GET", p) if p.starts_with("/dicomweb/") && p.ends_with("/metadata") => {
+            Events(&[("image.read", Image)])
+        }
+        ("GET", p)
+            if p.starts_with("/dicomweb/")
+                && (p.ends_with("/series")
+                    || p.ends_with("/instances")
+                    || p == "/dicomweb/studies") =>
+        {
+            PerEntry("image.list", Image)
+        }
+        ("GET", p) if p.starts_with("/dicomweb/studies/{study}") => {
+            Events(&[("image.download", Image)])
+        }
+        ("POST", "/api/v1/cases/{id}/claim") | ("POST", "/api/v1/cases/{id}/claim/renew") => {
+            Events(&[("case.claim", Case)])
+        }
+        ("POST", "/api/v1/cases/{id}/release") => Events(&[("case.release", Case)]),
+        ("PUT", "/api/v1/cases/{id}/report") => Events(&[("report.draft", Case)]),
+        ("POST", "/api/v1/cases/{id}/report/sign") => Events(&[("report.sign", Case)]),
+        ("POST", "/api/v1/cases/{id}/report/addenda") => Events(&[("report.addendum", Case)]),
+        ("GET", "/api/v1/cases/{id}/report") => Events(&[("report.read", Case)]),
+        ("GET", "/api/v1/cases/{id}/report.html") => {
+            Events(&[("report.read", Case), ("case.read", Case)])
+        }
+        ("POST", "/api/v1/cases/{id}/request-info") => Events(&[("case.request_info", Case)]),
+        ("POST", "/api/v1/cases/{id}/answer") => Events(&[("case.answer_info", Case)]),
+        ("POST", "/api/v1/cases/{id}/acknowledge") => Events(&[("case.acknowledge", Case)]),
+        _ => panic!("{} {path} has no row in the audit table", route.method),
+    }
+}
+
+/// The steps that bring a prepared case to where `route` succeeds, as its
+/// dermatologist (`specialist`) and office (`office`) would take them.
+async fn ready_for(
+    route: &Route,
+    server: &Server,
+    target: &Target,
+    office: &str,
+    specialist: &str,
+) {
+    let case = &target.case;
+    let claimed = [
+        "/api/v1/cases/{id}/release",
+        "/api/v1/cases/{id}/report",
+        "/api/v1/cases/{id}/report/sign",
+        "/api/v1/cases/{id}/request-info",
+    ];
+    let mut steps: Vec<(&str, &str, Value)> = Vec::new();
+    if claimed.contains(&route.path) && route.method != reqwest::Method::GET {
+        steps.push((specialist, "claim", json!({})));
+    }
+    if route.path.ends_with("/report/sign") {
+        steps.push((specialist, "report", json!({"impression": "benign naevus"})));
+    }
+    if route.path.ends_with("/answer") {
+        steps.push((office, "submit", json!({})));
+        steps.push((specialist, "claim", json!({})));
+        steps.push((
+            specialist,
+            "request-info",
+            json!({"text": "a closer photo"}),
+        ));
+    }
+    for (token, step, body) in steps {
+        let method = if step == "report" {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
+        let request = server
+            .http
+            .request(method, server.url(&format!("/api/v1/cases/{case}/{step}")))
+            .json(&body);
+        let (status, body) = server.send(request, token).await;
+        assert_eq!(status, 200, "{step} before {}: {body}", route.path);
+    }
+}
+
+/// The entries of a list or search answer.
+fn entries(body: &Value) -> usize {
+    body["items"]
+        .as_array()
+        .or_else(|| body.as_array())
+        .map_or(0, Vec::len)
+}
+
+/// Every patient-data route × outcome leaves exactly its events: a success
+/// its row of the table, naming actor, role, office, action and object; a
+/// refusal for bad input none. (Refusals for want of access leave none
+/// either: tests/access.rs checks that for every caller.)
+#[tokio::test]
+async fn every_route_and_outcome_leaves_exactly_its_events() {
+    let relay = Relay::new();
+    let (office_id, owner_user, owner) = relay.office_with_user("Audited Clinic");
+    let dermatologist = relay.specialist_token("dermatology");
+    let admin = relay.admin_token();
+    let server = relay.start();
+    let mut users = std::collections::HashMap::new();
+    for token in [&owner, &dermatologist, &admin] {
+        let (_, me) = server.get("/api/v1/me", token).await;
+        let id = me["user_id"].as_str().expect("user id").to_owned();
+        users.insert(
+            token.clone(),
+            (id, me["role"].as_str().expect("role").to_owned()),
+        );
+    }
+    assert_eq!(users[&owner].0, owner_user);
+    let mut db = relay.database().await;
+    let mut rows = 0;
+
+    for r in routes() {
+        let callers: Vec<&String> = match r.access {
+            Access::Public => vec![&owner],
+            Access::Scoped => vec![&owner, &dermatologist, &admin],
+            Access::Office => vec![&owner],
+            Access::Specialist => vec![&dermatologist],
+            Access::Admin => vec![&admin],
+        };
+        let expected = trail(&r);
+        for token in callers {
+            let target = prepared(&relay, &server, &owner, &dermatologist, r.setup).await;
+            ready_for(&r, &server, &target, &owner, &dermatologist).await;
+            let what = format!("{} {} by {}", r.method, r.path, users[token].1);
+            let (status, body, request_id) = call_traced(&server, &r, &target, token).await;
+            let sees_target = token != &dermatologist || r.setup != Setup::Draft;
+            let events: Vec<Event> = sqlx::query_as(
+                "SELECT actor, actor_role, action, object_id, office_id, remote_addr \
+                     FROM audit_events WHERE request_id = ? ORDER BY id",
+            )
+            .bind(&request_id)
+            .fetch_all(&mut db)
+            .await
+            .expect("events");
+            let (user, role) = &users[token];
+            for (actor, actor_role, action, _, office, addr) in &events {
+                assert_eq!((actor, actor_role), (user, role), "{what}: {action}");
+                assert_eq!(addr, "127.0.0.1", "{what}: {action}");
+                let office_expected = (action != "audit.read").then(|| office_id.clone());
+                assert_eq!(office, &office_expected, "{what}: {action}");
+            }
+            let object = |names: Names| -> Option<String> {
+                match names {
+                    Names::Case => Some(target.case.clone()),
+                    Names::Image => Some(target.image.clone()),
+                    Names::Upload => Some(target.upload.clone()),
+                    Names::Created | Names::Nothing => None,
+                }
+            };
+            if !sees_target && names_an_object(&r) {
+                // A draft is not the specialist's: not found, nothing recorded.
+                assert_eq!(status, 404, "{what}: {body}");
+                assert!(events.is_empty(), "{what}: {events:?}");
+                rows += 1;
+                continue;
+            }
+            match expected {
+                Trail::Quiet => assert!(events.is_empty(), "{what}: {events:?}"),
+                Trail::Events(&[]) => {
+                    assert!(status >= 400, "{what}: {status} {body}");
+                    assert!(events.is_empty(), "{what}: {events:?}");
+                }
+                Trail::Events(expected) => {
+                    assert!((200..300).contains(&status), "{what}: {status} {body}");
+                    let got: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+                    let want: Vec<&str> = expected.iter().map(|(a, _)| *a).collect();
+                    assert_eq!(got, want, "{what}");
+                    for ((action, names), event) in expected.iter().zip(&events) {
+                        match names {
+                            Names::Nothing => assert_eq!(event.3, None, "{what}: {action}"),
+                            Names::Created => {
+                                let id = event.3.as_deref().expect("an object");
+                                assert!(
+                                    ![&target.case, &target.image, &target.upload]
+                                        .contains(&&id.to_owned()),
+                                    "{what}: {action} names an old object"
+                                );
+                            }
+                            _ => assert_eq!(event.3, object(*names), "{what}: {action}"),
+                        }
+                    }
+                }
+                Trail::PerEntry(action, names) => {
+                    assert!((200..300).contains(&status), "{what}: {status} {body}");
+                    assert_eq!(events.len(), entries(&body), "{what}: one event per entry");
+                    assert!(events.iter().all(|e| e.2 == action), "{what}: {events:?}");
+                    let objects: BTreeSet<Option<String>> =
+                        events.iter().map(|e| e.3.clone()).collect();
+                    assert_eq!(objects.len(), events.len(), "{what}: repeated objects");
+                    // The worklist lists submitted cases only; searches
+                    // list studies, series or instances (one image each here).
+                    let listed = !(r.path == "/api/v1/worklist" && r.setup == Setup::Draft);
+                    assert_eq!(
+                        objects.contains(&object(names)),
+                        sees_target && listed,
+                        "{what}: the target's event"
+                    );
+                }
+            }
+            // The same call with a body that is not JSON, where it takes
+            // one: refused, and nothing recorded.
+            if body_for(&r).is_some() {
+                let bad = target_url(&server, &r, &target);
+                let request = server
+                    .http
+                    .request(r.method.clone(), bad)
+                    .header("content-type", "application/json")
+                    .body("{not json")
+                    .bearer_auth(token);
+                let response = request.send().await.expect("sent");
+                let status = response.status().as_u16();
+                let request_id = response.headers()["x-request-id"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_owned();
+                assert!(
+                    (400..500).contains(&status),
+                    "{what} with bad JSON: {status}"
+                );
+                let count: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE request_id = ?")
+                        .bind(&request_id)
+                        .fetch_one(&mut db)
+                        .await
+                        .expect("count");
+                assert_eq!(count, 0, "{what} with bad JSON left events");
+            }
+            rows += 1;
+        }
+    }
+    assert!(rows > routes().len());
 }

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod dicom_peer;
 pub mod proxy;
 pub mod receivers;
+pub mod routes;
 pub mod stores;
 
 use std::io::{BufRead, BufReader};
