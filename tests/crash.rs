@@ -5,14 +5,23 @@
 //! are gone, and retrying the uploads that never got an answer creates no
 //! duplicates.
 //!
-//! The suite runs a few rounds. For a soak, raise the count (and fix the seed
-//! to replay a failure):
-//! `RELAY_CRASH_ROUNDS=200 RELAY_CRASH_SEED=42 cargo test --release --test crash`
+//! The files run from a 2 KB DICOM fixture to real CT instances grown at
+//! run time to `RELAY_CRASH_LARGEST_MB` (3 in the suite). The suite runs a
+//! few rounds; `.ci/crash-loop` runs the long version (many rounds, files up
+//! to 50 MB, a wider kill window). To replay a failure, fix the seed it
+//! printed: `RELAY_CRASH_SEED=42 cargo test --release --test crash`.
+//!
+//! After each restart every acknowledged upload is checked in the catalog
+//! (its row, with the sha256 its receipt gave) and on disk (every blob
+//! re-hashed); the uploads acknowledged since the last restart, the retried
+//! ones and a sample of older ones are also read back over HTTP and
+//! re-hashed, so the long run does not re-download gigabytes each round.
 
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -42,8 +51,22 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The files clients upload: every real photo and DICOM fixture.
-fn corpus() -> Vec<(String, &'static str, Vec<u8>)> {
+/// Sizes, in MB, of the CT instances grown for the corpus: 1 MB, then
+/// fourfold steps, then `largest`.
+fn grown_sizes(largest: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut mb = 1;
+    while mb < largest {
+        sizes.push(mb);
+        mb *= 4;
+    }
+    sizes.push(largest.max(1));
+    sizes
+}
+
+/// The files clients upload: every real photo and DICOM fixture, and real
+/// CT instances of 1 MB up to `largest_mb`, made in `dir`.
+fn corpus(dir: &Path, largest_mb: usize) -> Vec<(String, &'static str, Vec<u8>)> {
     let mut files = Vec::new();
     for name in [
         "camera-gps.jpg",
@@ -61,7 +84,62 @@ fn corpus() -> Vec<(String, &'static str, Vec<u8>)> {
     for path in support::dicom_fixtures() {
         files.push((path.clone(), "application/dicom", fixture(&path)));
     }
+    for (i, mb) in grown_sizes(largest_mb).into_iter().enumerate() {
+        let path = dir.join(format!("ct-{mb}mb.dcm"));
+        support::large_dicom_instance(&path, mb, &format!("2.25.{}", 7_000_000_019_u64 + i as u64));
+        let bytes = std::fs::read(&path).expect("the grown instance");
+        files.push((format!("ct-{mb}mb.dcm"), "application/dicom", bytes));
+    }
     files
+}
+
+/// A SIGKILLed server's way back: how long each start took.
+#[derive(Default)]
+struct Restarts(Vec<Duration>);
+
+impl Restarts {
+    fn start(&mut self, relay: &Relay) -> support::Server {
+        let began = Instant::now();
+        let server = relay.start_with(
+            &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
+            &[],
+        );
+        self.0.push(began.elapsed());
+        server
+    }
+
+    fn median(&self) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+
+    fn max(&self) -> Duration {
+        self.0.iter().copied().max().unwrap_or_default()
+    }
+}
+
+/// Reads an image back over HTTP and checks its bytes against the sha256
+/// its receipt gave.
+async fn read_back(server: &support::Server, token: &str, image: &str, stored: &str, round: u64) {
+    let response = server
+        .http
+        .get(server.url(&format!("/api/v1/images/{image}/original")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("read back");
+    assert_eq!(
+        response.status(),
+        200,
+        "round {round}: acknowledged image {image} unreadable"
+    );
+    let bytes = response.bytes().await.expect("body");
+    assert_eq!(
+        &hex::encode(Sha256::digest(&bytes)),
+        stored,
+        "round {round}: image {image}"
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -73,23 +151,39 @@ struct Attempt {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_uploads_survive_sigkill() {
     let rounds = env_number("RELAY_CRASH_ROUNDS", 4);
+    let clients_per_round = env_number("RELAY_CRASH_CLIENTS", 3);
+    let largest_mb = env_number("RELAY_CRASH_LARGEST_MB", 3) as usize;
+    let window_ms = env_number("RELAY_CRASH_WINDOW_MS", 450).max(1);
     let seed = env_number("RELAY_CRASH_SEED", 0x5eed_u64 ^ std::process::id() as u64).max(1);
-    eprintln!("crash test: {rounds} rounds, RELAY_CRASH_SEED={seed}");
+    eprintln!(
+        "crash test: {rounds} rounds, {clients_per_round} clients, files up to {largest_mb} MB, \
+         kills 50–{} ms in, RELAY_CRASH_SEED={seed}",
+        50 + window_ms
+    );
+    let began = Instant::now();
     let mut rng = Rng(seed);
-    let files = corpus();
     let relay = Relay::new();
+    let files = corpus(relay.dir(), largest_mb);
     let (_, _, token) = relay.office_with_user("Crash Clinic");
     // image id -> stored sha256, for every upload that was acknowledged.
     let mut acknowledged: HashMap<String, String> = HashMap::new();
     let mut unanswered: Vec<Attempt> = Vec::new();
+    let mut acknowledged_bytes = 0u64;
+    let mut largest_acknowledged = 0usize;
+    let mut retried = 0usize;
+    // The first start, on an empty data directory, is the baseline the
+    // restarts after SIGKILL are compared with.
+    let mut clean_start = Restarts::default();
+    let mut restarts = Restarts::default();
 
     for round in 0..rounds {
-        let server = relay.start_with(
-            &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
-            &[],
-        );
+        let server = if round == 0 {
+            clean_start.start(&relay)
+        } else {
+            restarts.start(&relay)
+        };
         let mut clients = Vec::new();
-        for client in 0..3u64 {
+        for client in 0..clients_per_round {
             let http = server.http.clone();
             let base = server.base.clone();
             let token = token.clone();
@@ -100,11 +194,17 @@ async fn acknowledged_uploads_survive_sigkill() {
                 upload_until_failure(&http, &base, &token, &files, &mut local, client).await
             }));
         }
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(450))).await;
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(window_ms))).await;
         server.kill_hard();
+        let mut fresh: Vec<(String, String)> = Vec::new();
         for client in clients {
             let (acked, pending) = client.await.expect("client task");
-            acknowledged.extend(acked);
+            for (image, sha, file) in acked {
+                acknowledged_bytes += files[file].2.len() as u64;
+                largest_acknowledged = largest_acknowledged.max(files[file].2.len());
+                fresh.push((image.clone(), sha.clone()));
+                acknowledged.insert(image, sha);
+            }
             unanswered.extend(pending);
         }
 
@@ -117,39 +217,26 @@ async fn acknowledged_uploads_survive_sigkill() {
         std::fs::write(&planted, b"half an upload").expect("plant a spool file");
         let left_by_crash = files_under(&relay.data_dir().join("blobs/tmp"));
         assert!(left_by_crash.contains(&planted));
-        let server = relay.start_with(
-            &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
-            &[],
-        );
+        let server = restarts.start(&relay);
         let survivors: Vec<_> = left_by_crash.iter().filter(|f| f.exists()).collect();
         assert!(
             survivors.is_empty(),
             "round {round}: spool files survived the restart: {survivors:?}"
         );
-        for (image, stored) in &acknowledged {
-            let response = server
-                .http
-                .get(server.url(&format!("/api/v1/images/{image}/original")))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("read back");
-            assert_eq!(
-                response.status(),
-                200,
-                "round {round}: acknowledged image {image} unreadable"
-            );
-            let bytes = response.bytes().await.expect("body");
-            assert_eq!(
-                &hex::encode(Sha256::digest(&bytes)),
-                stored,
-                "round {round}: image {image}"
-            );
+        for (image, stored) in &fresh {
+            read_back(&server, &token, image, stored, round).await;
         }
-        check_catalog(&relay, round).await;
+        let mut older: Vec<(&String, &String)> = acknowledged.iter().collect();
+        older.sort();
+        for _ in 0..older.len().min(32) {
+            let (image, stored) = older[rng.below(older.len() as u64) as usize];
+            read_back(&server, &token, image, stored, round).await;
+        }
+        check_catalog(&relay, &acknowledged, round).await;
 
         // Retrying what never got an answer creates nothing twice.
         for attempt in unanswered.drain(..) {
+            retried += 1;
             let (_, content_type, bytes) = &files[attempt.file];
             let request = server
                 .http
@@ -161,23 +248,24 @@ async fn acknowledged_uploads_survive_sigkill() {
                 status == 200 || status == 201,
                 "round {round}: retry answered {status}: {body}"
             );
-            acknowledged.insert(
-                body["id"].as_str().expect("id").to_owned(),
-                body["stored_sha256"].as_str().expect("sha").to_owned(),
-            );
+            let image = body["id"].as_str().expect("id").to_owned();
+            let stored = body["stored_sha256"].as_str().expect("sha").to_owned();
+            read_back(&server, &token, &image, &stored, round).await;
+            if !acknowledged.contains_key(&image) {
+                acknowledged_bytes += bytes.len() as u64;
+                largest_acknowledged = largest_acknowledged.max(bytes.len());
+            }
+            acknowledged.insert(image, stored);
         }
-        check_catalog(&relay, round).await;
+        check_catalog(&relay, &acknowledged, round).await;
         server.stop();
     }
     // Jobs ran while the server was being killed: none may be lost. A last
     // server drains the queue; every image must end derived.
-    let server = relay.start_with(
-        &["serve", "--listen", "127.0.0.1:0", "--job-lease", "1s"],
-        &[],
-    );
+    let server = restarts.start(&relay);
     let mut db = relay.database().await;
     let mut open = i64::MAX;
-    for _ in 0..600 {
+    for _ in 0..(600 + 200 * largest_mb) {
         open = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
             .fetch_one(&mut db)
             .await
@@ -201,14 +289,23 @@ async fn acknowledged_uploads_survive_sigkill() {
         "no upload was ever acknowledged: the test proved nothing"
     );
     eprintln!(
-        "crash test: {} acknowledged uploads verified",
-        acknowledged.len()
+        "crash test: {rounds} rounds in {:.0?}; {} acknowledged uploads ({:.1} MB, largest {:.1} MB) \
+         all verified, {retried} unanswered uploads retried without duplicates; restart after SIGKILL \
+         median {:.0?} (max {:.0?}) against a clean start of {:.0?}: {:.2}×",
+        began.elapsed(),
+        acknowledged.len(),
+        acknowledged_bytes as f64 / 1e6,
+        largest_acknowledged as f64 / 1e6,
+        restarts.median(),
+        restarts.max(),
+        clean_start.median(),
+        restarts.median().as_secs_f64() / clean_start.median().as_secs_f64().max(1e-9),
     );
 }
 
 /// Uploads random files into fresh cases until the server goes away.
-/// Returns the acknowledged (image id, stored sha256) pairs and the attempts
-/// that got no answer.
+/// Returns the acknowledged (image id, stored sha256, file) triples and the
+/// attempts that got no answer.
 async fn upload_until_failure(
     http: &reqwest::Client,
     base: &str,
@@ -216,7 +313,7 @@ async fn upload_until_failure(
     files: &[(&'static str, Vec<u8>)],
     rng: &mut Rng,
     client: u64,
-) -> (Vec<(String, String)>, Vec<Attempt>) {
+) -> (Vec<(String, String, usize)>, Vec<Attempt>) {
     let mut acked = Vec::new();
     loop {
         let referral = support::referral(if client.is_multiple_of(2) {
@@ -258,6 +355,7 @@ async fn upload_until_failure(
                 Some(r) => acked.push((
                     r["id"].as_str().expect("id").to_owned(),
                     r["stored_sha256"].as_str().expect("sha").to_owned(),
+                    file,
                 )),
                 None => return (acked, vec![Attempt { case, file }]),
             }
@@ -265,17 +363,26 @@ async fn upload_until_failure(
     }
 }
 
-/// The catalog and the blob store agree.
-async fn check_catalog(relay: &Relay, round: u64) {
+/// The catalog and the blob store agree, and the catalog holds every
+/// acknowledged upload as its receipt gave it. Each distinct blob is
+/// re-hashed once.
+async fn check_catalog(relay: &Relay, acknowledged: &HashMap<String, String>, round: u64) {
     let mut db = relay.database().await;
     let images = sqlx::query("SELECT id, stored_sha256 FROM images")
         .fetch_all(&mut db)
         .await
         .expect("images");
     let mut image_ids = HashSet::new();
+    let mut catalog: HashMap<String, String> = HashMap::new();
+    let mut hashed: HashSet<String> = HashSet::new();
     for row in &images {
         let id: String = row.get("id");
         let sha: String = row.get("stored_sha256");
+        catalog.insert(id.clone(), sha.clone());
+        if !hashed.insert(sha.clone()) {
+            image_ids.insert(id);
+            continue;
+        }
         let path =
             relay
                 .data_dir()
@@ -288,6 +395,13 @@ async fn check_catalog(relay: &Relay, round: u64) {
             "round {round}: blob {sha} is corrupt"
         );
         image_ids.insert(id);
+    }
+    for (image, stored) in acknowledged {
+        assert_eq!(
+            catalog.get(image),
+            Some(stored),
+            "round {round}: acknowledged image {image} is not in the catalog as received"
+        );
     }
     let jobs: Vec<String> = sqlx::query_scalar("SELECT payload FROM jobs WHERE kind = 'derive'")
         .fetch_all(&mut db)

@@ -661,6 +661,31 @@ pub fn dicom_instances(dir: &Path, count: usize) -> Vec<PathBuf> {
 /// A real CT slice repeated as the frames of one multi-frame instance of
 /// about `megabytes` MB: a large, valid DICOM file with real pixel data.
 pub fn large_dicom(path: &Path, megabytes: usize) {
+    grown_ct(megabytes)
+        .write_to_file(path)
+        .expect("write the instance");
+}
+
+/// `large_dicom` with a SOP Instance UID of its own, so instances of
+/// several sizes are distinct instances.
+pub fn large_dicom_instance(path: &Path, megabytes: usize, sop_instance_uid: &str) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let mut object = grown_ct(megabytes);
+    object.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(sop_instance_uid),
+    ));
+    let meta = object.meta_mut();
+    meta.media_storage_sop_instance_uid = sop_instance_uid.to_owned();
+    meta.update_information_group_length();
+    object.write_to_file(path).expect("write the instance");
+}
+
+/// The real CT fixture with its slice repeated as frames to about
+/// `megabytes` MB.
+fn grown_ct(megabytes: usize) -> dicom_object::DefaultDicomObject {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom/CT_small.dcm");
@@ -686,5 +711,5 @@ pub fn large_dicom(path: &Path, megabytes: usize) {
         VR::OW,
         PrimitiveValue::from(pixels),
     ));
-    object.write_to_file(path).expect("write the instance");
+    object
 }
