@@ -714,7 +714,7 @@ impl Client {
         let Some(case) = self.case().await else {
             return Ok(());
         };
-        let grown = if self.seq % 50 == 0 { 2 } else { 0 };
+        let grown = if self.seq.is_multiple_of(50) { 2 } else { 0 };
         let (bytes, media_type) = self.shared.inputs.image(self.n, self.seq, grown)?;
         let url = self
             .shared
@@ -742,7 +742,7 @@ impl Client {
         let Some(case) = self.case().await else {
             return Ok(());
         };
-        let grown = if self.seq % 10 == 0 { 1 } else { 0 };
+        let grown = if self.seq.is_multiple_of(10) { 1 } else { 0 };
         let (bytes, media_type) = self.shared.inputs.image(self.n, self.seq, grown)?;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let metadata = format!(
