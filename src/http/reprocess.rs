@@ -142,9 +142,11 @@ pub async fn start_run(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunParams {
     /// At most 200; default 20.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 

@@ -67,7 +67,6 @@ pub struct NewCase {
     pub specialty: Specialty,
     pub question: Question,
     #[serde(default = "empty_note")]
-    #[schema(value_type = Option<String>)]
     pub history: ClinicalNote,
     #[serde(default)]
     pub priority: Priority,

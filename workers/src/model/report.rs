@@ -130,6 +130,7 @@ pub struct Report {
     pub case_id: CaseId,
     pub author: UserId,
     #[serde(flatten)]
+    #[schema(schema_with = flattened_draft)]
     pub content: ReportDraft,
     /// `draft` or `signed`.
     pub status: String,
@@ -139,6 +140,19 @@ pub struct Report {
     /// The sha256 of the signed content: what was signed, provably.
     pub sha256: Option<Sha256>,
     pub addenda: Vec<Addendum>,
+}
+
+/// [`ReportDraft`]'s schema as a stored report carries it: among the
+/// report's own fields, so without the `additionalProperties: false` that
+/// refuses unknown fields in a draft sent (which would refuse every report).
+fn flattened_draft() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let mut schema = <ReportDraft as utoipa::PartialSchema>::schema();
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        object.additional_properties = None;
+    }
+    schema
 }
 
 /// A signed correction or addition to a signed report.
