@@ -33,6 +33,7 @@ const VERIFY_FIRST_LIMIT: u64 = 8 << 20;
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// The file's name at the office (kept for people; never used as a path).
+    #[param(min_length = 1)]
     filename: Option<String>,
 }
 

@@ -24,6 +24,7 @@ pub struct StartRun {
     /// `verify`, `rederive`, `migrate` or `sweep`.
     pub kind: RunKind,
     /// Items worked on at once (default 4, at most 64).
+    #[schema(minimum = 1, maximum = 64)]
     pub concurrency: Option<usize>,
     /// e.g. `50MB/s` or `200/s`.
     pub rate: Option<String>,
@@ -47,6 +48,7 @@ pub struct StartRun {
     /// `verify`, `migrate`, `sweep`: split the run into this many runs, one
     /// per range of blob keys, each its own job, so as many workers carry
     /// it out at once (default 1, at most 64).
+    #[schema(minimum = 1, maximum = 64)]
     pub shards: Option<u32>,
 }
 
