@@ -28,11 +28,20 @@ use support::routes::{Setup, Target, prepared};
 use support::{Relay, Server};
 
 /// The generator's seed: a failure is replayed by running the test again.
+/// `RELAY_FUZZ_SEED` overrides it, for longer hunts.
 const SEED: u64 = 20_240_601;
 
 /// Test cases per operation and phase: enough to find what the first
 /// examples do not, few enough for a debug build on two cores.
-const MAX_EXAMPLES: u32 = 25;
+/// `RELAY_FUZZ_EXAMPLES` overrides it.
+const MAX_EXAMPLES: u64 = 20;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// The objects the fuzzer's path parameters are drawn from.
 struct Seed {
@@ -163,9 +172,11 @@ fn config(role: Role, token: &str, seed: &Seed) -> String {
     let cases: Vec<&str> = seed.cases.iter().map(String::as_str).collect();
     let images: Vec<&str> = seed.images.iter().map(String::as_str).collect();
     let [study, series, instance] = &seed.uids;
+    let seed_number = env_number("RELAY_FUZZ_SEED", SEED);
+    let max_examples = env_number("RELAY_FUZZ_EXAMPLES", MAX_EXAMPLES);
     let mut toml = format!(
         r#"hooks = {hooks:?}
-seed = {SEED}
+seed = {seed_number}
 # One worker: hypothesis, on two threads, has crashed CPython 3.11's parser
 # ("AST constructor recursion depth mismatch") describing a filter.
 workers = 1
@@ -175,11 +186,14 @@ request-timeout = 30
 enabled = false
 
 [generation]
-max-examples = {MAX_EXAMPLES}
+max-examples = {max_examples}
 database = "none"
 
+# Sequences of calls linked by the ids they answer with: only an office
+# creates anything (cases, images, uploads) for others to follow.
 [phases.stateful]
-enabled = false
+enabled = {stateful}
+max-steps = 20
 
 [auth.openapi.bearer]
 bearer = "{token}"
@@ -246,6 +260,7 @@ checks = {{ positive_data_acceptance = {{ expected-statuses = ["2xx", "3xx", 400
 "#,
         cases = list(&cases),
         images = list(&images),
+        stateful = role == Role::Office,
         job = seed.job,
         run = seed.run,
         upload = seed.upload,
