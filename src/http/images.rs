@@ -48,7 +48,7 @@ pub struct UploadedImages {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Uploaded {
-    One(Image),
+    One(Box<Image>),
     Many(UploadedImages),
 }
 
@@ -145,7 +145,7 @@ pub async fn upload_images(
             format!("/api/v1/images/{}", image.id),
         ),
     ];
-    Ok((status, headers, Json(Uploaded::One(image))).into_response())
+    Ok((status, headers, Json(Uploaded::One(Box::new(image)))).into_response())
 }
 
 /// Each file part goes through ingest in turn. Files before a refused one
