@@ -54,6 +54,21 @@ async fn openapi_documents_exactly_the_access_table() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // A path parameter is one the path names (query parameters were once
+    // all documented as path parameters, so no client could send them).
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().expect("name");
+                assert_eq!(
+                    p["in"] == "path",
+                    path.contains(&format!("{{{name}}}")),
+                    "{method} {path}: parameter {name} is documented in {}",
+                    p["in"]
+                );
+            }
+        }
+    }
 }
 
 /// Who calls a route in the matrix. The route's object (the target) always

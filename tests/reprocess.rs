@@ -405,3 +405,30 @@ async fn an_admin_starts_and_watches_a_run_over_the_api() {
         "{body}"
     );
 }
+
+/// Found by the OpenAPI fuzz suite: a count sent as `4.0` (an integer to
+/// JSON Schema) was refused, and a caller who may not start a run got its
+/// body's validation errors (422) rather than 403.
+#[tokio::test]
+async fn a_run_request_is_refused_by_role_first_and_takes_whole_floats() {
+    let relay = Relay::new();
+    let (_, _, office) = relay.office_with_user("Front Clinic");
+    let admin = relay.admin_token();
+    let server = relay.start();
+    let bad = serde_json::json!({"kind": "nonsense", "concurrency": 4.5});
+    let (status, body) = server
+        .post("/api/v1/admin/reprocess", &office, bad.clone())
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let (status, _) = server.post("/api/v1/admin/reprocess", &admin, bad).await;
+    assert_eq!(status, 422);
+    let (status, runs) = server
+        .post(
+            "/api/v1/admin/reprocess",
+            &admin,
+            serde_json::json!({"kind": "sweep", "dry_run": true, "concurrency": 2.0, "grace_secs": 60.0, "shards": 1.0}),
+        )
+        .await;
+    assert_eq!(status, 202, "{runs}");
+    assert_eq!(runs[0]["options"]["concurrency"], 2, "{runs}");
+}

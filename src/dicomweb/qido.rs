@@ -80,9 +80,10 @@ pub async fn search_all_series(
 
 /// `GET /dicomweb/studies/{study}/series`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "Matching series of the study", content_type = "application/dicom+json"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "A UID in the path is malformed", body = ErrorBody)))]
 pub async fn search_study_series(
     State(state): State<AppState>,
     caller: Caller,
@@ -95,9 +96,10 @@ pub async fn search_study_series(
 
 /// `GET /dicomweb/studies/{study}/instances`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/instances", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "Matching instances of the study", content_type = "application/dicom+json"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "A UID in the path is malformed", body = ErrorBody)))]
 pub async fn search_study_instances(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,10 +120,11 @@ pub async fn search_study_instances(
 
 /// `GET /dicomweb/studies/{study}/series/{series}/instances`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "Matching instances of the series", content_type = "application/dicom+json"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "A UID in the path is malformed", body = ErrorBody)))]
 pub async fn search_series_instances(
     State(state): State<AppState>,
     caller: Caller,

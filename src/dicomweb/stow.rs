@@ -31,12 +31,14 @@ use crate::http::AppState;
 use crate::http::drain::drain;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiQuery, Caller};
+use crate::http::openapi::Binary;
 
 /// An instance of another study than the one the request names
 /// (the code dcm4chee uses for the same refusal).
 const STUDY_MISMATCH: u16 = 0xC409;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StowParams {
     /// A draft case of the caller's office to store every instance in;
@@ -46,7 +48,7 @@ pub struct StowParams {
 
 /// `POST /dicomweb/studies`
 #[utoipa::path(post, path = "/dicomweb/studies", tag = "dicomweb", params(StowParams),
-    request_body(content = Vec<u8>, content_type = "multipart/related",
+    request_body(content = Binary, content_type = "multipart/related",
         description = "multipart/related; type=\"application/dicom\": one Part 10 instance per part"),
     security(("bearer" = [])),
     responses(
@@ -67,8 +69,8 @@ pub async fn store(
 /// `POST /dicomweb/studies/{study}`: as `POST /dicomweb/studies`, refusing
 /// instances of any other study.
 #[utoipa::path(post, path = "/dicomweb/studies/{study}", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"), StowParams),
-    request_body(content = Vec<u8>, content_type = "multipart/related",
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"), StowParams),
+    request_body(content = Binary, content_type = "multipart/related",
         description = "multipart/related; type=\"application/dicom\": one Part 10 instance per part"),
     security(("bearer" = [])),
     responses(

@@ -70,7 +70,7 @@ async fn find(
 
 /// `GET /dicomweb/studies/{study}`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "multipart/related; type=\"application/dicom\""),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 406, body = ErrorBody)))]
 pub async fn retrieve_study(
@@ -84,8 +84,8 @@ pub async fn retrieve_study(
 
 /// `GET /dicomweb/studies/{study}/series/{series}`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "multipart/related; type=\"application/dicom\""),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 406, body = ErrorBody)))]
 pub async fn retrieve_series(
@@ -99,9 +99,9 @@ pub async fn retrieve_series(
 
 /// `GET /dicomweb/studies/{study}/series/{series}/instances/{instance}`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID"),
-        ("instance" = String, Path, description = "SOP Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("instance" = String, Path, description = "SOP Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "multipart/related; type=\"application/dicom\""),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 406, body = ErrorBody)))]
 pub async fn retrieve_instance(
@@ -176,7 +176,7 @@ async fn retrieve(
 
 /// `GET /dicomweb/studies/{study}/metadata`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/metadata", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "Each instance's data set without bulk data", content_type = "application/dicom+json"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn study_metadata(
@@ -189,8 +189,8 @@ pub async fn study_metadata(
 
 /// `GET /dicomweb/studies/{study}/series/{series}/metadata`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/metadata", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "Each instance's data set without bulk data", content_type = "application/dicom+json"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn series_metadata(
@@ -203,9 +203,9 @@ pub async fn series_metadata(
 
 /// `GET /dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata`
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID"),
-        ("instance" = String, Path, description = "SOP Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("instance" = String, Path, description = "SOP Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "The instance's data set without bulk data", content_type = "application/dicom+json"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn instance_metadata(
@@ -273,10 +273,10 @@ async fn verified_copy(
 /// `GET …/instances/{instance}/frames/{frames}`: frames by number (from 1,
 /// comma-separated), one part each.
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID"),
-        ("instance" = String, Path, description = "SOP Instance UID"),
-        ("frames" = String, Path, description = "Frame numbers from 1, comma-separated")),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("instance" = String, Path, description = "SOP Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("frames" = String, Path, description = "Frame numbers from 1, comma-separated", pattern = "^[1-9][0-9]*(,[1-9][0-9]*)*$")),
     security(("bearer" = [])),
     responses((status = 200, description = "multipart/related of application/octet-stream (uncompressed) or the stored compressed frames"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -325,15 +325,23 @@ pub async fn frames(
         .into_response())
 }
 
-/// Parses `1,3,5`: frame numbers from 1.
+/// Parses `1,3,5`: frame numbers from 1, in decimal digits without a sign,
+/// spaces or leading zeros (the pattern the OpenAPI document gives).
 fn frame_list(text: &str) -> Result<Vec<usize>, ApiError> {
     let bad =
         || ApiError::InvalidQuery("frames must be numbers from 1, comma-separated".to_owned());
     let list: Vec<usize> = text
         .split(',')
-        .map(|n| n.trim().parse::<usize>().map_err(|_| bad()))
+        .map(|n| {
+            let digits = n.bytes().all(|b| b.is_ascii_digit());
+            if n.is_empty() || !digits || n.starts_with('0') {
+                return Err(bad());
+            }
+            // A number too large to hold names no frame there is.
+            Ok(n.parse::<usize>().unwrap_or(usize::MAX))
+        })
         .collect::<Result<_, _>>()?;
-    if list.is_empty() || list.len() > 1000 || list.contains(&0) {
+    if list.is_empty() || list.len() > 1000 {
         return Err(bad());
     }
     Ok(list)
@@ -417,9 +425,9 @@ fn read_frames(
 /// `GET …/instances/{instance}/rendered`: the derive stage's preview
 /// (JPEG, at most 2048 px; `202 derive_pending` until it is made).
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID"),
-        ("instance" = String, Path, description = "SOP Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("instance" = String, Path, description = "SOP Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "JPEG", content_type = "image/jpeg"),
         (status = 202, description = "Derive has not finished; retry", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 406, body = ErrorBody)))]
@@ -435,9 +443,9 @@ pub async fn rendered(
 /// `GET …/instances/{instance}/thumbnail`: the derive stage's thumbnail
 /// (JPEG, at most 256 px).
 #[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/thumbnail", tag = "dicomweb",
-    params(("study" = String, Path, description = "Study Instance UID"),
-        ("series" = String, Path, description = "Series Instance UID"),
-        ("instance" = String, Path, description = "SOP Instance UID")), security(("bearer" = [])),
+    params(("study" = String, Path, description = "Study Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("series" = String, Path, description = "Series Instance UID", pattern = "^[0-9.]{1,64}$"),
+        ("instance" = String, Path, description = "SOP Instance UID", pattern = "^[0-9.]{1,64}$")), security(("bearer" = [])),
     responses((status = 200, description = "JPEG", content_type = "image/jpeg"),
         (status = 202, description = "Derive has not finished; retry", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 406, body = ErrorBody)))]
@@ -488,6 +496,15 @@ mod tests {
         assert!(frame_list("0").is_err());
         assert!(frame_list("").is_err());
         assert!(frame_list("1,x").is_err());
+        // What the OpenAPI pattern refuses, the server refuses too.
+        for refused in ["01", "+1", " 1", "1, 2", "1,,2", "1,"] {
+            assert!(frame_list(refused).is_err(), "{refused:?}");
+        }
+        // Well-formed but past any frame: not a bad request, a missing frame.
+        assert_eq!(
+            frame_list("7,72515003872090417908240").ok(),
+            Some(vec![7, usize::MAX])
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ const MAX_LIMIT: u32 = 1000;
 
 /// Filters for the audit search; all combine.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// The acting user id (or `operator`).
@@ -34,6 +35,7 @@ pub struct AuditParams {
     /// Page backwards: events with a smaller id than this.
     before_id: Option<i64>,
     /// At most 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

@@ -38,13 +38,17 @@ pub async fn create_case(
 
 /// Paging and filters for `GET /api/v1/cases`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only cases in this status.
+    #[param(value_type = Option<CaseStatus>)]
     status: Option<String>,
     /// 1-based page number.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 4294967295_u64)]
     page: Option<u32>,
     /// Cases per page, at most 100.
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
 }
 

@@ -17,9 +17,11 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, CasePath, JsonBody};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WorklistParams {
     /// routine, urgent or stat.
+    #[param(value_type = Option<Priority>)]
     priority: Option<String>,
     /// Only this office's cases.
     office: Option<OfficeId>,
@@ -27,8 +29,10 @@ pub struct WorklistParams {
     overdue: Option<bool>,
     /// Only the cases you hold a claim on.
     mine: Option<bool>,
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 4294967295_u64)]
     page: Option<u32>,
     /// At most 100; default 25.
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
 }
 
@@ -301,6 +305,7 @@ pub async fn history(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationParams {
     /// Only notifications not yet read.

@@ -23,14 +23,17 @@ use super::AppState;
 use super::drain::drain;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, CasePath};
+use super::openapi::{Binary, UploadForm};
 
 /// Blobs up to this size are verified completely before the first byte is sent.
 const VERIFY_FIRST_LIMIT: u64 = 8 << 20;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// The file's name at the office (kept for people; never used as a path).
+    #[param(min_length = 1)]
     filename: Option<String>,
 }
 
@@ -40,6 +43,15 @@ pub struct UploadedImages {
     pub images: Vec<Image>,
 }
 
+/// What a stored upload answers: the receipt of a raw upload, or the
+/// receipts of every file of a multipart one.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Uploaded {
+    One(Box<Image>),
+    Many(UploadedImages),
+}
+
 /// `POST /api/v1/cases/{id}/images`: the raw image as the body
 /// (`image/jpeg`, `image/png`, `application/dicom`), or `multipart/form-data`
 /// with one or more files. Answers `201` with the receipt, or `200` with the
@@ -47,11 +59,12 @@ pub struct UploadedImages {
 #[utoipa::path(post, path = "/api/v1/cases/{id}/images", tag = "images",
     params(("id" = String, Path, description = "Case id"), UploadParams,
         ("Content-Digest" = Option<String>, Header, description = "RFC 9530 sha-256 of the body")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream",
-        description = "The image bytes, sent as image/jpeg, image/png or application/dicom; or multipart/form-data with one or more files"),
+    request_body(description = "The image bytes, sent as image/jpeg, image/png or application/dicom; or multipart/form-data with one or more files",
+        content((Binary = "image/jpeg"), (Binary = "image/png"), (Binary = "application/dicom"),
+            (UploadForm = "multipart/form-data"))),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Stored; Content-Digest names the stored bytes", body = Image),
+        (status = 201, description = "Stored; Content-Digest names the stored bytes (a raw upload)", body = Uploaded),
         (status = 200, description = "These bytes were already in the case", body = Image),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -132,7 +145,7 @@ pub async fn upload_images(
             format!("/api/v1/images/{}", image.id),
         ),
     ];
-    Ok((status, headers, Json(image)).into_response())
+    Ok((status, headers, Json(Uploaded::One(Box::new(image)))).into_response())
 }
 
 /// Each file part goes through ingest in turn. Files before a refused one
@@ -174,7 +187,11 @@ async fn upload_multipart(
     if images.is_empty() {
         return Err(IngestError::Empty.into());
     }
-    Ok((StatusCode::CREATED, Json(UploadedImages { images })).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(Uploaded::Many(UploadedImages { images })),
+    )
+        .into_response())
 }
 
 /// Reads a `multipart/form-data` request's boundary from its `Content-Type`.
@@ -273,8 +290,10 @@ pub async fn get_image(
 #[utoipa::path(get, path = "/api/v1/images/{id}/original", tag = "images",
     params(("id" = String, Path, description = "Image id")), security(("bearer" = [])),
     responses(
-        (status = 200, description = "The stored bytes; ETag and Content-Digest name their sha256", content_type = "application/octet-stream"),
-        (status = 206, description = "The requested range"),
+        (status = 200, description = "The stored bytes, as the image's media type; ETag and Content-Digest name their sha256",
+            content((Binary = "image/jpeg"), (Binary = "image/png"), (Binary = "application/dicom"))),
+        (status = 206, description = "The requested range",
+            content((Binary = "image/jpeg"), (Binary = "image/png"), (Binary = "application/dicom"))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 416, description = "Range not satisfiable"),

@@ -11,12 +11,15 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobParams {
     /// queued, running, done, dead or cancelled.
+    #[param(value_type = Option<JobState>)]
     state: Option<String>,
     kind: Option<String>,
     /// At most 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

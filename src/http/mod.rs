@@ -16,6 +16,7 @@ pub(crate) mod images;
 mod jobs;
 mod me;
 pub mod metrics;
+pub(crate) mod openapi;
 mod printable;
 pub(crate) mod renditions;
 mod reprocess;
@@ -44,13 +45,13 @@ use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Pr
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::ApiError;
 use self::metrics::Metrics;
+use self::openapi::ApiDoc;
 
 /// The largest JSON body the API accepts.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
@@ -96,39 +97,6 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("blobs", &self.blobs.describe())
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Relay",
-        description = "Store-and-forward imaging for asynchronous teleconsultation. \
-            Every error answers `{\"error\": code, \"message\": text}`.",
-    ),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "cases", description = "Consult cases, scoped to the caller's office or specialty"),
-        (name = "consult", description = "Worklists, claims, reports, information requests, acknowledgement"),
-        (name = "images", description = "Photos and DICOM attached to cases, stored by sha256"),
-        (name = "audit", description = "The tamper-evident audit trail (administrators)"),
-        (name = "admin", description = "Operating Relay: the job queue (administrators)"),
-        (name = "accounts", description = "The signed-in account"),
-        (name = "operations", description = "Health, readiness and metrics"),
-        (name = "dicomweb", description = "DICOMweb (PS3.18): STOW-RS, QIDO-RS, WADO-RS, scoped like every route"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
     }
 }
 
@@ -185,12 +153,13 @@ fn streaming_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+    let (_, mut api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(json_routes())
         .merge(streaming_routes())
         .merge(crate::dicomweb::routes())
-        .split_for_parts()
-        .1
+        .split_for_parts();
+    openapi::add_shared_answers(&mut api);
+    api
 }
 
 /// The complete HTTP service.
@@ -200,11 +169,12 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     let streaming = streaming_routes().layer(DefaultBodyLimit::disable());
     let dicomweb = crate::dicomweb::routes().layer(DefaultBodyLimit::disable());
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(json)
         .merge(streaming)
         .merge(dicomweb)
         .split_for_parts();
+    openapi::add_shared_answers(&mut api);
     let api_json: Arc<str> = api.to_pretty_json().unwrap_or_default().into();
     // Images are already compressed; DICOM is served with ranges.
     let compress = DefaultPredicate::new()

@@ -106,6 +106,7 @@ pub async fn preview(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FrameParams {
     /// `center,width` of the VOI window, e.g. `40,400`; default: the file's.

@@ -24,6 +24,8 @@ pub struct StartRun {
     /// `verify`, `rederive`, `migrate` or `sweep`.
     pub kind: RunKind,
     /// Items worked on at once (default 4, at most 64).
+    #[serde(default, deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 64)]
     pub concurrency: Option<usize>,
     /// e.g. `50MB/s` or `200/s`.
     pub rate: Option<String>,
@@ -43,14 +45,41 @@ pub struct StartRun {
     pub repair_from: Option<String>,
     /// `sweep`: seconds an unreferenced blob must have been stored before
     /// it is removed (default one day).
+    #[serde(default, deserialize_with = "whole")]
     pub grace_secs: Option<u64>,
     /// `verify`, `migrate`, `sweep`: split the run into this many runs, one
     /// per range of blob keys, each its own job, so as many workers carry
     /// it out at once (default 1, at most 64).
+    #[serde(default, deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 64)]
     pub shards: Option<u32>,
 }
 
 impl JsonBody for StartRun {}
+
+/// A count as JSON Schema's `integer` has it: any number without a
+/// fractional part, `4.0` as well as `4` (serde alone refuses `4.0`, which
+/// some clients' JSON writers send for a whole float).
+fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {number}")))
+}
 
 /// `POST /api/v1/admin/reprocess`: records the run (or its shards) and
 /// queues each.
@@ -59,9 +88,12 @@ impl JsonBody for StartRun {}
 pub async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<StartRun>,
+    body: Result<ApiJson<StartRun>, ApiError>,
 ) -> Result<(StatusCode, Json<Vec<RunRecord>>), ApiError> {
+    // Who may start a run is settled before the body is read: a caller
+    // who may not learns nothing of what a valid body is.
     caller.require_admin()?;
+    let ApiJson(body) = body?;
     if body.kind == RunKind::Migrate && body.to.is_none() {
         return Err(ApiError::InvalidField {
             field: Some("to".to_owned()),
@@ -142,9 +174,11 @@ pub async fn start_run(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunParams {
     /// At most 200; default 20.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -176,4 +210,29 @@ pub async fn get_run(
 ) -> Result<Json<RunRecord>, ApiError> {
     caller.require_admin()?;
     Ok(Json(state.catalog.get_run(&id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn concurrency(json: &str) -> Result<Option<usize>, serde_json::Error> {
+        serde_json::from_str::<StartRun>(&format!(r#"{{"kind": "verify", "concurrency": {json}}}"#))
+            .map(|run| run.concurrency)
+    }
+
+    #[test]
+    fn counts_are_whole_numbers_however_spelled() {
+        assert_eq!(concurrency("4").ok(), Some(Some(4)));
+        assert_eq!(concurrency("4.0").ok(), Some(Some(4)));
+        assert_eq!(concurrency("null").ok(), Some(None));
+        for refused in ["4.5", "-1", "-1.0", "1e300", "\"4\""] {
+            assert!(concurrency(refused).is_err(), "{refused}");
+        }
+        let absent: StartRun = serde_json::from_str(r#"{"kind": "sweep"}"#).expect("valid");
+        assert_eq!(
+            (absent.concurrency, absent.grace_secs, absent.shards),
+            (None, None, None)
+        );
+    }
 }

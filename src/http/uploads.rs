@@ -25,10 +25,26 @@ use relay_workers::resumable::{Resumable, ResumableError, UploadState};
 use tokio_util::io::ReaderStream;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
+use super::openapi::Binary;
 
 const TUS_VERSION: &str = "1.0.0";
+
+/// `Tus-Resumable` as the OpenAPI document gives it: the one version
+/// spoken. Any other value, or none, is answered `412` (tus 1.0.0).
+struct TusVersion;
+
+impl utoipa::PartialSchema for TusVersion {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some([TUS_VERSION]))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TusVersion {}
 const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
 const OFFSET_TYPE: &str = "application/offset+octet-stream";
 
@@ -147,11 +163,16 @@ pub async fn discover(State(state): State<AppState>) -> Response {
 /// `POST /api/v1/uploads`: creates an upload into a case (metadata `case`),
 /// optionally with its first bytes.
 #[utoipa::path(post, path = "/api/v1/uploads", tag = "images", security(("bearer" = [])),
-    params(("Tus-Resumable" = String, Header), ("Upload-Length" = u64, Header),
+    params(("Tus-Resumable" = inline(TusVersion), Header), ("Upload-Length" = u64, Header),
         ("Upload-Metadata" = String, Header, description = "case, filename, filetype, sha256 (hex): each base64")),
     responses((status = 201, description = "Created: Location, Upload-Offset, Upload-Expires"),
-        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409),
-        (status = 412), (status = 413), (status = 422)))]
+        (status = 400, description = "The first bytes are not the file's", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such case, or not yours", body = ErrorBody),
+        (status = 409, description = "The case is not a draft", body = ErrorBody),
+        (status = 412, description = "Not Tus-Resumable: 1.0.0", body = ErrorBody),
+        (status = 413, description = "Upload-Length is over Tus-Max-Size", body = ErrorBody),
+        (status = 422, description = "Upload-Length or Upload-Metadata is missing or invalid, or ingest refused the file", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,9 +256,10 @@ pub async fn create(
 
 /// `HEAD /api/v1/uploads/{id}`: where the upload stands.
 #[utoipa::path(head, path = "/api/v1/uploads/{id}", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
+    params(("id" = String, Path), ("Tus-Resumable" = inline(TusVersion), Header)),
     responses((status = 200, description = "Upload-Offset, Upload-Length, Upload-Expires (and Location of the image once finished)"),
-        (status = 401), (status = 403), (status = 404), (status = 412)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 412, description = "Not Tus-Resumable: 1.0.0", body = ErrorBody)))]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
@@ -254,12 +276,19 @@ pub async fn status(
 
 /// `PATCH /api/v1/uploads/{id}`: bytes at `Upload-Offset`.
 #[utoipa::path(patch, path = "/api/v1/uploads/{id}", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path), ("Tus-Resumable" = String, Header), ("Upload-Offset" = u64, Header),
+    params(("id" = String, Path), ("Tus-Resumable" = inline(TusVersion), Header), ("Upload-Offset" = u64, Header),
         ("Upload-Checksum" = Option<String>, Header, description = "sha256 <base64> of this chunk")),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    request_body(content = Binary, content_type = "application/offset+octet-stream"),
     responses((status = 204, description = "Upload-Offset; on the last byte also Location and Content-Digest of the image"),
-        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412),
-        (status = 413), (status = 415), (status = 422), (status = 460, description = "Checksum mismatch"), (status = 507)))]
+        (status = 400, description = "The body was cut off, or the file is not the bytes its sha256 names", body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Upload-Offset is not where the upload stands, or it is finished", body = ErrorBody),
+        (status = 412, description = "Not Tus-Resumable: 1.0.0", body = ErrorBody),
+        (status = 413, description = "Past Upload-Length", body = ErrorBody),
+        (status = 415, description = "Not application/offset+octet-stream, or ingest refused the file's type", body = ErrorBody),
+        (status = 422, description = "A header is invalid, or ingest refused the file", body = ErrorBody),
+        (status = 460, description = "Checksum mismatch", body = ErrorBody),
+        (status = 507, description = "Out of storage space", body = ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -298,8 +327,10 @@ pub async fn patch(
 
 /// `DELETE /api/v1/uploads/{id}`: abandons an upload, discarding its bytes.
 #[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
-    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 412)))]
+    params(("id" = String, Path), ("Tus-Resumable" = inline(TusVersion), Header)),
+    responses((status = 204, description = "The upload and its bytes are gone"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 412, description = "Not Tus-Resumable: 1.0.0", body = ErrorBody)))]
 pub async fn terminate(
     State(state): State<AppState>,
     caller: Caller,

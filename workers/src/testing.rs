@@ -6,8 +6,9 @@
 //! - `RELAY_TEST_S3`: an `s3://bucket?endpoint=…&region=…` blob URL, with
 //!   credentials in the standard `AWS_*` variables; each test uses its own
 //!   prefix in the bucket.
-//! - `RELAY_TEST_PYTHON`: a Python with the real protocol peers installed
-//!   (`tuspy`), for the tests of the front doors.
+//! - `RELAY_TEST_PYTHON`: a Python with the real clients installed
+//!   (`tuspy`, `dicomweb-client`, `schemathesis`), for the tests of the
+//!   front doors and the OpenAPI fuzz suite.
 //!
 //! A developer running plain `cargo test` without them gets a loud skip
 //! message. `.ci/test` sets `RELAY_REQUIRE_SERVICES=1`, which turns every

@@ -67,7 +67,6 @@ pub struct NewCase {
     pub specialty: Specialty,
     pub question: Question,
     #[serde(default = "empty_note")]
-    #[schema(value_type = Option<String>)]
     pub history: ClinicalNote,
     #[serde(default)]
     pub priority: Priority,
@@ -221,22 +220,22 @@ pub struct PatientPatch {
 #[serde(deny_unknown_fields)]
 pub struct ClinicalPatch {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ShortText>)]
     pub body_site: Option<Option<ShortText>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ShortText>)]
     pub duration: Option<Option<ShortText>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ClinicalNote>)]
     pub medications: Option<Option<ClinicalNote>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ClinicalNote>)]
     pub allergies: Option<Option<ClinicalNote>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ShortText>)]
     pub modality: Option<Option<ShortText>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ShortText>)]
     pub body_part: Option<Option<ShortText>>,
 }
 

@@ -10,7 +10,9 @@ use super::text::{Lines, check_text};
 /// The patient's name as the referring office records it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, min_length = 1, max_length = 200)]
+#[schema(value_type = String, min_length = 1, max_length = 200,
+    pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+)]
 pub struct PatientName(String);
 
 impl PatientName {
@@ -43,7 +45,9 @@ impl From<PatientName> for String {
 /// The office's medical record number for the patient.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, min_length = 1, max_length = 64)]
+#[schema(value_type = String, min_length = 1, max_length = 64,
+    pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+)]
 pub struct Mrn(String);
 
 impl Mrn {
@@ -72,10 +76,11 @@ impl From<Mrn> for String {
     }
 }
 
-/// A date of birth: a calendar date, not in the future, not before 1900.
+/// A date of birth: a calendar date (`YYYY-MM-DD`), not in the future, not
+/// before 1900.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, format = Date)]
+#[schema(value_type = String, format = Date, pattern = r"^(19|[2-9][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$")]
 pub struct BirthDate(NaiveDate);
 
 impl BirthDate {
@@ -93,8 +98,18 @@ impl TryFrom<String> for BirthDate {
     type Error = InvalidValue;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let date = NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
-            .map_err(|_| InvalidValue::new("birth date must be a date like 1980-04-30"))?;
+        let bad = || InvalidValue::new("birth date must be a date like 1980-04-30");
+        // Exactly RFC 3339's full-date: chrono alone would take `1980-4-30`
+        // or a year of five digits.
+        let shape = value.len() == 10
+            && value.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
+            });
+        if !shape {
+            return Err(bad());
+        }
+        let date = NaiveDate::parse_from_str(&value, "%Y-%m-%d").map_err(|_| bad())?;
         if date > Utc::now().date_naive() {
             return Err(InvalidValue::new("birth date must not be in the future"));
         }
@@ -172,6 +187,20 @@ mod tests {
         assert!(BirthDate::try_from("1980-02-30".to_owned()).is_err());
         assert!(BirthDate::try_from("30/04/1980".to_owned()).is_err());
         assert!(BirthDate::try_from("1850-01-01".to_owned()).is_err());
+        // Only the shape the OpenAPI pattern gives: no padding, no short
+        // fields, no long years.
+        for refused in [
+            " 1980-04-30",
+            "1980-4-30",
+            "1980-04-3",
+            "+1980-04-30",
+            "19800-04-30",
+        ] {
+            assert!(
+                BirthDate::try_from(refused.to_owned()).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl InPersonVisit {
 /// Report text: up to 20 000 characters, lines allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, max_length = 20000)]
+#[schema(value_type = String, max_length = 20000, pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$")]
 pub struct ReportText(String);
 
 impl ReportText {
@@ -71,18 +71,17 @@ impl From<ReportText> for String {
 /// A diagnosis code (ICD-10 or similar): short, one token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, max_length = 20)]
+#[schema(value_type = String, min_length = 1, max_length = 20, pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$")]
 pub struct DiagnosisCode(String);
 
 impl TryFrom<String> for DiagnosisCode {
     type Error = InvalidValue;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let code = check_text(value, "diagnosis code", 1, 20, Lines::One)?;
-        if code.chars().any(char::is_whitespace) {
+        if value.chars().any(char::is_whitespace) {
             return Err(InvalidValue::new("a diagnosis code has no spaces"));
         }
-        Ok(Self(code))
+        check_text(value, "diagnosis code", 1, 20, Lines::One).map(Self)
     }
 }
 
@@ -130,6 +129,7 @@ pub struct Report {
     pub case_id: CaseId,
     pub author: UserId,
     #[serde(flatten)]
+    #[schema(schema_with = flattened_draft)]
     pub content: ReportDraft,
     /// `draft` or `signed`.
     pub status: String,
@@ -139,6 +139,19 @@ pub struct Report {
     /// The sha256 of the signed content: what was signed, provably.
     pub sha256: Option<Sha256>,
     pub addenda: Vec<Addendum>,
+}
+
+/// [`ReportDraft`]'s schema as a stored report carries it: among the
+/// report's own fields, so without the `additionalProperties: false` that
+/// refuses unknown fields in a draft sent (which would refuse every report).
+fn flattened_draft() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let mut schema = <ReportDraft as utoipa::PartialSchema>::schema();
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        object.additional_properties = None;
+    }
+    schema
 }
 
 /// A signed correction or addition to a signed report.

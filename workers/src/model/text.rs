@@ -14,7 +14,11 @@ pub(crate) enum Lines {
     Many,
 }
 
-/// Checks a text against its bounds; returns it trimmed.
+/// Checks a text against its bounds; returns it trimmed. The length and the
+/// characters are those sent (a text over its length with spaces at its end
+/// is still over it); "not empty" means something besides whitespace. The
+/// schemas of the text types state the same rules as a `pattern` (the
+/// tests below hold the two together).
 pub(crate) fn check_text(
     raw: String,
     what: &str,
@@ -22,36 +26,35 @@ pub(crate) fn check_text(
     max: usize,
     lines: Lines,
 ) -> Result<String, InvalidValue> {
+    let allowed =
+        |c: char| !c.is_control() || (lines == Lines::Many && matches!(c, '\n' | '\t' | '\r'));
+    if !raw.chars().all(allowed) {
+        return Err(InvalidValue(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    if raw.chars().count() > max {
+        return Err(InvalidValue(format!(
+            "{what} must be at most {max} characters"
+        )));
+    }
     let text = raw.trim().to_owned();
-    let chars = text.chars().count();
-    if chars < min {
+    if text.chars().count() < min {
         return Err(InvalidValue(if min == 1 {
             format!("{what} must not be empty")
         } else {
             format!("{what} must be at least {min} characters")
         }));
     }
-    if chars > max {
-        return Err(InvalidValue(format!(
-            "{what} must be at most {max} characters"
-        )));
-    }
-    let allowed =
-        |c: char| !c.is_control() || (lines == Lines::Many && matches!(c, '\n' | '\t' | '\r'));
-    if !text.chars().all(allowed) {
-        return Err(InvalidValue(format!(
-            "{what} must not contain control characters"
-        )));
-    }
     Ok(text)
 }
 
 macro_rules! bounded_text {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $min:tt, $max:tt, $lines:expr) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $min:tt, $max:tt, $lines:expr, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String, min_length = $min, max_length = $max)]
+        #[schema(value_type = String, min_length = $min, max_length = $max, pattern = $pattern)]
         pub struct $name(String);
 
         impl $name {
@@ -88,7 +91,8 @@ bounded_text!(
     "name",
     1,
     200,
-    Lines::One
+    Lines::One,
+    r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
 );
 bounded_text!(
     /// A short clinical attribute: body site, duration, modality, body part.
@@ -96,7 +100,8 @@ bounded_text!(
     "value",
     1,
     200,
-    Lines::One
+    Lines::One,
+    r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
 );
 bounded_text!(
     /// The clinical question the referring physician wants answered.
@@ -104,7 +109,8 @@ bounded_text!(
     "question",
     1,
     4000,
-    Lines::Many
+    Lines::Many,
+    r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 );
 bounded_text!(
     /// History, medications, allergies: longer notes, may be empty.
@@ -112,7 +118,8 @@ bounded_text!(
     "note",
     0,
     20000,
-    Lines::Many
+    Lines::Many,
+    r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 );
 bounded_text!(
     /// Why an office withdrew a case.
@@ -120,12 +127,28 @@ bounded_text!(
     "reason",
     1,
     2000,
-    Lines::Many
+    Lines::Many,
+    r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 );
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rules of [`check_text`] as the OpenAPI `pattern` of a one-line text
+    /// of at least one character: no control character, and one character that
+    /// is neither a control nor whitespace (Unicode `White_Space`, what `trim`
+    /// removes). Escapes are `\uXXXX`, which JSON Schema's regular expressions
+    /// (ECMA-262), Python's and Rust's all read alike.
+    const ONE_LINE_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$";
+
+    /// [`ONE_LINE_PATTERN`] for text of several lines: tabs and line breaks
+    /// allowed.
+    const LINES_PATTERN: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
+
+    /// [`LINES_PATTERN`] for text that may be empty (or only whitespace).
+    const OPTIONAL_LINES_PATTERN: &str =
+        r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
 
     #[test]
     fn trims_and_accepts_ordinary_text() {
@@ -156,5 +179,115 @@ mod tests {
     #[test]
     fn notes_may_be_empty() {
         assert!(ClinicalNote::try_from(String::new()).is_ok());
+    }
+
+    #[test]
+    fn length_and_characters_are_those_sent() {
+        assert!(Name::try_from(format!("{} ", "a".repeat(200))).is_err());
+        assert!(Name::try_from("Dr Smith\t".to_owned()).is_err());
+        assert!(ClinicalNote::try_from("note\n".to_owned()).is_ok());
+    }
+
+    /// Texts at the edges of the rules: controls that are whitespace,
+    /// whitespace that is not a control, line breaks, invisible characters.
+    const EDGES: &[&str] = &[
+        "",
+        " ",
+        "a",
+        " a ",
+        "a b",
+        "a\n",
+        "\na",
+        "\n",
+        "a\tb",
+        "\t",
+        "\r\n",
+        "a\u{b}",
+        "a\u{c}b",
+        "a\u{0}b",
+        "a\u{7f}",
+        "\u{85}",
+        "a\u{85}",
+        "\u{9f}",
+        "\u{a0}",
+        "a\u{a0}",
+        "\u{a1}",
+        "\u{1680}",
+        "\u{2000}",
+        "\u{200b}",
+        "\u{2028}",
+        "a\u{2029}b",
+        "\u{3000}",
+        "\u{feff}",
+        "\u{feff}a",
+        "é",
+        "😀",
+    ];
+
+    fn schema_pattern<T: utoipa::PartialSchema>() -> String {
+        let schema = serde_json::to_value(T::schema()).expect("a schema is JSON");
+        schema["pattern"].as_str().expect("a pattern").to_owned()
+    }
+
+    #[test]
+    fn the_schemas_state_the_rules_check_text_enforces() {
+        use crate::model::{Mrn, PatientName, ReportText};
+        let kinds = [
+            (
+                ONE_LINE_PATTERN,
+                1,
+                Lines::One,
+                vec![
+                    schema_pattern::<Name>(),
+                    schema_pattern::<ShortText>(),
+                    schema_pattern::<PatientName>(),
+                    schema_pattern::<Mrn>(),
+                ],
+            ),
+            (
+                LINES_PATTERN,
+                1,
+                Lines::Many,
+                vec![
+                    schema_pattern::<Question>(),
+                    schema_pattern::<CancelReason>(),
+                ],
+            ),
+            (
+                OPTIONAL_LINES_PATTERN,
+                0,
+                Lines::Many,
+                vec![
+                    schema_pattern::<ClinicalNote>(),
+                    schema_pattern::<ReportText>(),
+                ],
+            ),
+        ];
+        for (pattern, min, lines, schemas) in kinds {
+            for schema in schemas {
+                assert_eq!(schema, pattern);
+            }
+            let regex = regex_lite::Regex::new(pattern).expect("the pattern compiles");
+            for text in EDGES {
+                assert_eq!(
+                    regex.is_match(text),
+                    check_text((*text).to_owned(), "text", min, 100, lines).is_ok(),
+                    "{pattern} on {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_diagnosis_code_schema_states_its_rules() {
+        use crate::model::DiagnosisCode;
+        let regex = regex_lite::Regex::new(&schema_pattern::<DiagnosisCode>()).expect("compiles");
+        for text in EDGES.iter().chain(&["C43.5", " C43", "C43 ", "C 43"]) {
+            assert_eq!(
+                regex.is_match(text),
+                DiagnosisCode::try_from((*text).to_owned()).is_ok(),
+                "{text:?}"
+            );
+        }
     }
 }
