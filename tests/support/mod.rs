@@ -432,14 +432,7 @@ impl Server {
         };
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
-        let text = response.text().await.expect("body read");
-        canary::assert_clean_error(status, &text);
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body)
+        (status, answer_body(status, response).await)
     }
 
     /// Creates a draft case and returns its id.
@@ -598,6 +591,18 @@ pub fn dicom_fixtures() -> Vec<String> {
     files
 }
 
+/// An answer's body, checked for canaries: JSON when it parses, else the
+/// text, `Null` when empty.
+pub async fn answer_body(status: u16, response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body read");
+    canary::assert_clean_error(status, &text);
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}
+
 /// Every file below `dir` (recursively), sorted; empty when `dir` is absent.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -697,10 +702,6 @@ fn grown_ct(megabytes: usize) -> dicom_object::DefaultDicomObject {
         .expect("native pixel data")
         .into_owned();
     let frames = (megabytes << 20) / frame.len();
-    let mut pixels = Vec::with_capacity(frames * frame.len());
-    for _ in 0..frames {
-        pixels.extend_from_slice(&frame);
-    }
     object.put(DataElement::new(
         tags::NUMBER_OF_FRAMES,
         VR::IS,
@@ -709,7 +710,7 @@ fn grown_ct(megabytes: usize) -> dicom_object::DefaultDicomObject {
     object.put(DataElement::new(
         tags::PIXEL_DATA,
         VR::OW,
-        PrimitiveValue::from(pixels),
+        PrimitiveValue::from(frame.repeat(frames)),
     ));
     object
 }

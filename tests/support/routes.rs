@@ -7,7 +7,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{Relay, Server, canary, referral};
+use super::{Relay, Server, answer_body, referral};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,14 +345,7 @@ pub async fn call_traced(
         .and_then(|v| v.to_str().ok())
         .expect("every answer carries x-request-id")
         .to_owned();
-    let text = response.text().await.expect("body read");
-    canary::assert_clean_error(status, &text);
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body, request_id)
+    (status, answer_body(status, response).await, request_id)
 }
 
 /// The CT fixture as a study of its own (new study, series and instance
