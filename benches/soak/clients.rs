@@ -78,31 +78,11 @@ impl Inputs {
             return Ok((out, "image/jpeg"));
         }
         let mut object = if megabytes > 0 {
-            let mut object = self.ct.clone();
-            let frame = object.element(tags::PIXEL_DATA)?.to_bytes()?.into_owned();
-            let frames = (megabytes << 20) / frame.len();
-            object.put(DataElement::new(
-                tags::NUMBER_OF_FRAMES,
-                VR::IS,
-                PrimitiveValue::from(frames.to_string()),
-            ));
-            object.put(DataElement::new(
-                tags::PIXEL_DATA,
-                VR::OW,
-                PrimitiveValue::from(frame.repeat(frames)),
-            ));
-            object
+            support::grown(self.ct.clone(), megabytes)
         } else {
             self.dicom[n as usize % self.dicom.len()].clone()
         };
-        object.put(DataElement::new(
-            tags::SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(uid.as_str()),
-        ));
-        let meta = object.meta_mut();
-        meta.media_storage_sop_instance_uid = uid;
-        meta.update_information_group_length();
+        support::set_instance_uid(&mut object, &uid);
         let mut out = Vec::new();
         object.write_all(&mut out)?;
         Ok((out, "application/dicom"))

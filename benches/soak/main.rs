@@ -55,13 +55,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 mod checks;
 mod clients;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use checks::{check_answers, check_audit, check_disk, check_images};
 use clients::{Inputs, Shared, client};

@@ -637,8 +637,6 @@ pub async fn count(db: &mut sqlx::SqliteConnection, table: &str) -> i64 {
 /// SOP Instance UID of its own, so each is a distinct instance (and blob)
 /// with the fixture's real pixel data.
 pub fn dicom_instances(dir: &Path, count: usize) -> Vec<PathBuf> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
     let fixtures = dicom_fixtures();
     (0..count)
         .map(|i| {
@@ -648,14 +646,7 @@ pub fn dicom_instances(dir: &Path, count: usize) -> Vec<PathBuf> {
                 .join(source);
             let mut object = dicom_object::open_file(&full).expect("a fixture DICOM opens");
             let uid = format!("2.25.{}", 1_000_000_007_u64 * (i as u64 + 1));
-            object.put(DataElement::new(
-                tags::SOP_INSTANCE_UID,
-                VR::UI,
-                PrimitiveValue::from(uid.as_str()),
-            ));
-            let meta = object.meta_mut();
-            meta.media_storage_sop_instance_uid = uid;
-            meta.update_information_group_length();
+            set_instance_uid(&mut object, &uid);
             let path = dir.join(format!("instance-{i}.dcm"));
             object.write_to_file(&path).expect("write an instance");
             path
@@ -674,27 +665,44 @@ pub fn large_dicom(path: &Path, megabytes: usize) {
 /// `large_dicom` with a SOP Instance UID of its own, so instances of
 /// several sizes are distinct instances.
 pub fn large_dicom_instance(path: &Path, megabytes: usize, sop_instance_uid: &str) {
+    let mut object = grown_ct(megabytes);
+    set_instance_uid(&mut object, sop_instance_uid);
+    object.write_to_file(path).expect("write the instance");
+}
+
+/// Gives `object` a SOP Instance UID of its own, in the data set and the
+/// file meta group alike, so a copy of a fixture is a distinct instance.
+pub fn set_instance_uid(object: &mut dicom_object::DefaultDicomObject, uid: &str) {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
-    let mut object = grown_ct(megabytes);
     object.put(DataElement::new(
         tags::SOP_INSTANCE_UID,
         VR::UI,
-        PrimitiveValue::from(sop_instance_uid),
+        PrimitiveValue::from(uid),
     ));
     let meta = object.meta_mut();
-    meta.media_storage_sop_instance_uid = sop_instance_uid.to_owned();
+    meta.media_storage_sop_instance_uid = uid.to_owned();
     meta.update_information_group_length();
-    object.write_to_file(path).expect("write the instance");
 }
 
 /// The real CT fixture with its slice repeated as frames to about
 /// `megabytes` MB.
 fn grown_ct(megabytes: usize) -> dicom_object::DefaultDicomObject {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom/CT_small.dcm");
+    grown(
+        dicom_object::open_file(fixture).expect("fixture"),
+        megabytes,
+    )
+}
+
+/// A single-frame instance with its frame repeated as the frames of one
+/// multi-frame instance of about `megabytes` MB: large, valid, real pixels.
+pub fn grown(
+    mut object: dicom_object::DefaultDicomObject,
+    megabytes: usize,
+) -> dicom_object::DefaultDicomObject {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom/CT_small.dcm");
-    let mut object = dicom_object::open_file(fixture).expect("fixture");
     let frame = object
         .element(tags::PIXEL_DATA)
         .expect("pixel data")
